@@ -1,0 +1,151 @@
+"""The ip/ethtool backend: every read and change of the network goes through iproute2 and
+ethtool, run by `sh`, with transient failures retried through `tenacity`.
+
+Both libraries are imported on first use: VERSION and bad input never pay for them, and
+tenacity only loads when a command actually failed in a way worth retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from plugin import log
+from plugin.shloader import load_sh
+
+# Failures that go away by themselves: the kernel or another agent is busy with the device.
+_TRANSIENT = ("Device or resource busy", "Resource temporarily unavailable",
+              "No buffer space available", "Try again", "Cannot allocate memory")
+_MISSING = ("Cannot find device", "does not exist", "No such device")
+_FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+RETRY_ATTEMPTS = 5
+RETRY_SECONDS = 3.0
+
+T = TypeVar("T")
+
+
+class CommandFailed(Exception):
+    def __init__(self, argv: Sequence[str], exit_code: int, stderr: str) -> None:
+        super().__init__(f"{' '.join(argv)}: exit {exit_code}: {stderr.strip()[:300]}")
+        self.argv = tuple(argv)
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+    def transient(self, missing_is_transient: bool = False) -> bool:
+        markers = _TRANSIENT + (_MISSING if missing_is_transient else ())
+        return any(m in self.stderr for m in markers)
+
+    @property
+    def missing_device(self) -> bool:
+        return any(m in self.stderr for m in _MISSING)
+
+
+def _run_once(argv: Sequence[str], stdin: str | None) -> str:
+    sh = load_sh()
+    started = time.monotonic()
+    try:
+        cmd = sh.Command(argv[0])
+    except sh.CommandNotFound:
+        raise CommandFailed(argv, 127, f"{argv[0]}: command not found") from None
+    try:
+        proc = cmd(*argv[1:], _in=stdin, _tty_out=False, _return_cmd=True, _encoding="utf-8")
+    except sh.ErrorReturnCode as e:
+        raise CommandFailed(argv, e.exit_code, e.stderr.decode("utf-8", "replace")) from None
+    log.timing(argv, time.monotonic() - started)
+    return str(proc.stdout.decode("utf-8", "replace"))
+
+
+def with_retries(fn: Callable[[], T], missing_is_transient: bool = False) -> T:
+    """Run fn; if it fails transiently, retry it (bounded in attempts and time)."""
+    try:
+        return fn()
+    except CommandFailed as first:
+        if not first.transient(missing_is_transient):
+            raise
+        log.event(f"transient failure, retrying: {first}")
+    import tenacity
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS - 1) | tenacity.stop_after_delay(RETRY_SECONDS),
+        wait=tenacity.wait_exponential(multiplier=0.05, max=0.5),
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, CommandFailed) and e.transient(missing_is_transient)),
+        reraise=True)
+    return retrying(fn)
+
+
+def run(argv: Sequence[str], stdin: str | None = None, netns: str = "",
+        missing_is_transient: bool = False) -> str:
+    """Run a command, inside the network namespace at path `netns` when given."""
+    full = (["nsenter", f"--net={netns}", *argv] if netns else list(argv))
+    return with_retries(lambda: _run_once(full, stdin), missing_is_transient)
+
+
+def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = False
+            ) -> list[list[dict[str, Any]]]:
+    """Several `ip -j` reads in one process: one JSON array per line, in order."""
+    if len(lines) == 1:
+        out = run(["ip", "-j", *lines[0].split()], netns=netns,
+                  missing_is_transient=missing_is_transient)
+    else:
+        out = run(["ip", "-j", "-batch", "-"], stdin="\n".join(lines) + "\n", netns=netns,
+                  missing_is_transient=missing_is_transient)
+    return _split_arrays(out, len(lines))
+
+
+def _split_arrays(text: str, expected: int) -> list[list[dict[str, Any]]]:
+    decoder = json.JSONDecoder()
+    arrays: list[list[dict[str, Any]]] = []
+    pos = 0
+    while len(arrays) < expected:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            arrays.append([])  # some `ip` versions print nothing for an empty dump
+            continue
+        value, pos = decoder.raw_decode(text, pos)
+        arrays.append(value if isinstance(value, list) else [value])
+    return arrays
+
+
+@dataclass(frozen=True)
+class BatchFailure:
+    line: str
+    message: str
+
+
+def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
+    """Apply changes in one `ip -force -batch`: every line is tried, failures are returned."""
+    if not lines:
+        return []
+    try:
+        run(["ip", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n", netns=netns)
+        return []
+    except CommandFailed as e:
+        failed = [int(n) for n in _FAILED_LINE.findall(e.stderr)]
+        if not failed:
+            raise
+        return [BatchFailure(lines[n - 1], e.stderr.strip()[:300]) for n in failed
+                if 0 < n <= len(lines)]
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    driver: str
+    bus_info: str
+
+
+def ethtool_driver(ifname: str) -> DriverInfo | None:
+    """`ethtool -i`: the driver and bus the kernel reports, or None where ethtool can't tell."""
+    try:
+        out = run(["ethtool", "-i", ifname])
+    except CommandFailed as e:
+        if e.exit_code == 127:
+            raise
+        return None
+    fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    return DriverInfo(fields.get("driver", "").strip(), fields.get("bus-info", "").strip())

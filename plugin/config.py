@@ -1,0 +1,103 @@
+"""The network configuration (NAD) on stdin, validated into one frozen value."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plugin.cni import require_supported
+from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
+
+DEFAULT_STATE_DIR = "/var/lib/cni/amd-host-device"
+DEFAULT_LOCK_TIMEOUT = 20.0
+MAX_LOCK_TIMEOUT = 300.0
+# host-device's other selectors: we select by PCI address or netdev name only, and a key we
+# silently ignored could move a NIC the operator did not mean.
+_UNSUPPORTED_SELECTORS = ("hwaddr", "kernelpath")
+
+
+@dataclass(frozen=True)
+class NetConf:
+    cni_version: str
+    name: str
+    device_id: str          # PCI address as given (runtimeConfig.deviceID > deviceID > pciBusID)
+    device: str             # netdev name, for nodes without a device plugin
+    ipam: Mapping[str, Any] | None
+    state_dir: str
+    allow_default_route: bool
+    lock_timeout: float
+    prev_result: Mapping[str, Any] | None
+
+
+def decode(stdin: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(stdin)
+    except (ValueError, RecursionError) as e:
+        raise CniError(DECODE_FAILURE, "network configuration is not valid JSON",
+                       str(e)[:200]) from None
+    if not isinstance(obj, dict):
+        raise CniError(DECODE_FAILURE, "network configuration must be a JSON object",
+                       f"got {type(obj).__name__}")
+    return obj
+
+
+def _invalid(key: str, value: object, why: str) -> CniError:
+    return CniError(INVALID_CONFIG, f"invalid {key}={_short(value)}: {why}")
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _opt_str(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _invalid(key, value, "must be a string")
+    return value
+
+
+def parse_netconf(obj: Mapping[str, Any]) -> NetConf:
+    if "cniVersion" not in obj:
+        raise CniError(INVALID_CONFIG, "invalid network configuration: cniVersion is missing")
+    version = obj["cniVersion"]
+    if not isinstance(version, str):
+        raise _invalid("cniVersion", version, "must be a string")
+    require_supported(version)
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        raise _invalid("name", name, "must be a non-empty string")
+    for key in _UNSUPPORTED_SELECTORS:
+        if key in obj:
+            raise CniError(UNSUPPORTED_FIELD, f"unsupported field {key!r}",
+                           "select the NIC with deviceID/pciBusID (PCI address) or device")
+    runtime = obj.get("runtimeConfig") or {}
+    if not isinstance(runtime, dict):
+        raise _invalid("runtimeConfig", runtime, "must be an object")
+    device_id = (_opt_str(runtime, "deviceID") or _opt_str(obj, "deviceID")
+                 or _opt_str(obj, "pciBusID"))
+    ipam = obj.get("ipam")
+    if ipam is not None and (not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str)
+                             or not ipam.get("type")):
+        raise _invalid("ipam", ipam, "must be an object with a 'type'")
+    state_dir = obj.get("stateDir", DEFAULT_STATE_DIR)
+    if (not isinstance(state_dir, str) or not os.path.isabs(state_dir) or "\0" in state_dir
+            or ".." in state_dir.split("/")):
+        raise _invalid("stateDir", state_dir, "must be an absolute path without '..'")
+    allow = obj.get("allowDefaultRouteDevice", False)
+    if not isinstance(allow, bool):
+        raise _invalid("allowDefaultRouteDevice", allow, "must be true or false")
+    timeout = obj.get("lockTimeoutSeconds", DEFAULT_LOCK_TIMEOUT)
+    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+            or not 0 < timeout <= MAX_LOCK_TIMEOUT):
+        raise _invalid("lockTimeoutSeconds", timeout, f"must be a number in (0, {MAX_LOCK_TIMEOUT:g}]")
+    prev = obj.get("prevResult")
+    if prev is not None and not isinstance(prev, dict):
+        raise _invalid("prevResult", prev, "must be an object")
+    return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam,
+                   os.path.normpath(state_dir), allow, float(timeout), prev)

@@ -1,0 +1,113 @@
+"""Device resolution: from the PCI address the device plugin allocated (or a netdev name) to
+the netdev on the node.
+
+The address is validated before it touches a path, so `../` and friends never reach sysfs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from plugin import backend, log
+from plugin.cni import valid_ifname
+from plugin.errors import INVALID_CONFIG, NETWORK_COMMAND_FAILED, CniError
+
+SYSFS_ENV = "AMD_HOST_DEVICE_SYSFS"
+_PCI_FULL = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+_PCI_SHORT = re.compile(r"^([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+# Drivers that take the function away from the kernel's network stack (DPDK, VMs).
+_USERSPACE_DRIVERS = ("vfio-pci", "igb_uio", "uio_pci_generic")
+APPEAR_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Device:
+    key: str        # what state is indexed by: the PCI address, or "name:<netdev>"
+    netdev: str     # its name on the node now
+    pci_address: str
+    driver: str
+
+
+def normalize_pci(address: str) -> str:
+    """Canonical lower-case domain:bus:dev.fn; raises code 7 for anything else."""
+    m = _PCI_FULL.match(address)
+    if m:
+        return address.lower()
+    m = _PCI_SHORT.match(address)
+    if m:
+        return f"0000:{address.lower()}"
+    raise CniError(INVALID_CONFIG, f"invalid deviceID={address[:64]!r}: not a PCI address",
+                   "expected dddd:bb:dd.f, e.g. 0000:01:00.0")
+
+
+def sysfs_root() -> str:
+    return os.environ.get(SYSFS_ENV) or "/sys"
+
+
+def pci_dir(address: str) -> str:
+    return os.path.join(sysfs_root(), "bus", "pci", "devices", address)
+
+
+def _netdevs(address: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(os.path.join(pci_dir(address), "net"))
+                      if valid_ifname(n))
+    except FileNotFoundError:
+        return []
+
+
+def _driver(address: str) -> str:
+    link = os.path.join(pci_dir(address), "driver")
+    try:
+        return os.path.basename(os.readlink(link))
+    except OSError:
+        return ""
+
+
+def netdev_for_pci(address: str) -> str:
+    """The netdev behind a PCI function; waits briefly while one is still appearing
+    (a driver rebind or VF creation just happened)."""
+    if not os.path.isdir(pci_dir(address)):
+        raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: no such PCI device",
+                       f"{pci_dir(address)} does not exist")
+    driver = _driver(address)
+    if driver in _USERSPACE_DRIVERS:
+        raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: bound to {driver}",
+                       "a userspace (DPDK/VFIO) driver has no netdev to move")
+    deadline = time.monotonic() + APPEAR_SECONDS
+    names = _netdevs(address)
+    while not names and time.monotonic() < deadline:
+        time.sleep(0.05)
+        names = _netdevs(address)
+    if not names:
+        raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: no network interface",
+                       f"{pci_dir(address)}/net is empty or missing: the NIC is not on the node "
+                       "(already in a pod?) or its driver is not loaded")
+    if len(names) > 1:
+        log.event(f"PCI function {address} has several netdevs {names}; using {names[0]}")
+    return names[0]
+
+
+def resolve(device_id: str, device_name: str) -> Device:
+    """PCI address first (what the device plugin allocated), else a netdev name."""
+    if device_id:
+        address = normalize_pci(device_id)
+        netdev = netdev_for_pci(address)
+        info = backend.ethtool_driver(netdev)
+        if info and _PCI_FULL.match(info.bus_info) and info.bus_info.lower() != address:
+            raise CniError(NETWORK_COMMAND_FAILED,
+                           f"sysfs and ethtool disagree about {netdev}",
+                           f"sysfs: {address}, ethtool bus-info: {info.bus_info}")
+        return Device(address, netdev, address, info.driver if info else _driver(address))
+    if device_name:
+        if not valid_ifname(device_name):
+            raise CniError(INVALID_CONFIG, f"invalid device={device_name[:64]!r}: not an "
+                           "interface name")
+        return Device(f"name:{device_name}", device_name, "", "")
+    raise CniError(INVALID_CONFIG, "no device to attach: deviceID, pciBusID, "
+                   "runtimeConfig.deviceID and device are all missing",
+                   "Multus injects deviceID/pciBusID when the NAD has "
+                   "k8s.v1.cni.cncf.io/resourceName")

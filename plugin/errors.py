@@ -1,0 +1,36 @@
+"""The CNI error object, and the spec's codes.
+
+Kept free of heavy imports: every path, VERSION included, may need to raise one.
+"""
+
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+UNKNOWN_CONTAINER = 3
+INVALID_ENV = 4
+IO_FAILURE = 5
+DECODE_FAILURE = 6
+INVALID_CONFIG = 7
+TRY_AGAIN_LATER = 11
+NOT_AVAILABLE = 50
+NOT_AVAILABLE_DEGRADED = 51
+# Plugin-specific (100+): the delegate or a network command failed.
+DELEGATE_FAILED = 100
+NETWORK_COMMAND_FAILED = 101
+CHECK_FAILED = 102
+DEVICE_IN_USE = 103
+# What Go's libcni reports for "internal"; used only for bugs we did not foresee.
+INTERNAL = 999
+
+
+class CniError(Exception):
+    """An error the runtime must see as a CNI error object on stdout."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.details = details
+
+    def to_dict(self, cni_version: str) -> dict[str, object]:
+        return {"cniVersion": cni_version, "code": self.code, "msg": self.msg,
+                "details": self.details}

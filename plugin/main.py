@@ -1,0 +1,110 @@
+"""Entry point: read the runtime's request, dispatch it, answer on stdout.
+
+VERSION is answered before anything heavy is imported (it is what runtimes probe most often).
+Whatever goes wrong, the runtime gets a CNI error object, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from plugin.errors import DECODE_FAILURE, INTERNAL, CniError
+
+SUPPORTED = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+NEWEST = SUPPORTED[-1]
+
+
+def _reply(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _answer_version(stdin: bytes) -> None:
+    version = NEWEST
+    try:
+        asked = json.loads(stdin or b"{}").get("cniVersion")
+        if isinstance(asked, str) and asked:
+            version = asked
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    _reply({"cniVersion": version, "supportedVersions": list(SUPPORTED)})
+
+
+def _error_version(stdin: bytes) -> str:
+    """Answer errors in the caller's version when it is one we speak."""
+    try:
+        asked = json.loads(stdin).get("cniVersion")
+    except (ValueError, AttributeError, RecursionError):
+        return NEWEST
+    return asked if asked in SUPPORTED else NEWEST
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    # Turn the runtime's timeout kill into an exception, so ADD still rolls back.
+    raise SystemExit(128 + signum)
+
+
+def dispatch(command: str, stdin: bytes) -> dict[str, Any] | None:
+    from plugin import commands, log
+    from plugin.cni import parse_env
+    from plugin.config import decode, parse_netconf
+
+    env = parse_env(os.environ)
+    log.bind(cmd=command, container=env.container_id[:12], ifname=env.ifname)
+    raw = decode(stdin)
+    if command == "STATUS":
+        commands.status(env, raw)
+        return None
+    conf = parse_netconf(raw)
+    if command == "ADD":
+        return commands.add(env, conf).to_dict(conf.cni_version)
+    if command == "DEL":
+        commands.delete(env, conf)
+    elif command == "CHECK":
+        commands.check(env, conf)
+    else:
+        from plugin.errors import INVALID_ENV
+
+        raise CniError(INVALID_ENV, f"CNI_COMMAND: {command} is not supported by this plugin")
+    return None
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    command = os.environ.get("CNI_COMMAND", "")
+    try:
+        stdin = sys.stdin.buffer.read()
+    except OSError as e:
+        _reply(CniError(DECODE_FAILURE, f"cannot read stdin: {e}").to_dict(NEWEST))
+        return 1
+    if command == "VERSION":
+        _answer_version(stdin)
+        return 0
+    try:
+        result = dispatch(command, stdin)
+    except CniError as e:
+        _log_failure(f"{e.msg} (code {e.code})")
+        _reply(e.to_dict(_error_version(stdin)))
+        return 1
+    except Exception as e:  # a bug: still an error object, and one log line to find it by
+        _log_failure(f"internal error: {type(e).__name__}: {e}")
+        _reply(CniError(INTERNAL, f"internal error: {type(e).__name__}",
+                        str(e)[:300]).to_dict(_error_version(stdin)))
+        return 1
+    if result is not None:
+        _reply(result)
+    return 0
+
+
+def _log_failure(msg: str) -> None:
+    from plugin import log
+
+    log.error(msg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

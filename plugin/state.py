@@ -1,0 +1,230 @@
+"""The state store: one file per attachment, an index by device, a lock per device.
+
+Layout under stateDir (0700, files 0600):
+    attachments/<containerID>@<ifname>.json   what DEL needs to give the NIC back
+    devices/<device key>                      symlink to the attachment holding the device
+    locks/<device key>.lock                   flock: ADD/DEL of one NIC never interleave
+
+Keyed by attachment so a late DEL from an old sandbox cannot clobber a newer attachment of the
+same NIC; '@' separates the two because container IDs cannot contain it.
+Every write is temp file + fsync + rename + directory fsync: a crash leaves the old or the new
+record, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from plugin import log
+from plugin.errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
+from plugin.netinfo import LinkSnapshot
+
+FORMAT = 1
+PHASE_MOVING = "moving"      # recorded before the NIC leaves the node; it may be anywhere
+PHASE_ATTACHED = "attached"  # host-device succeeded: the NIC is in the pod
+
+
+@dataclass(frozen=True)
+class Record:
+    container_id: str
+    ifname: str
+    device_key: str
+    pci_address: str
+    netns: str
+    phase: str
+    snapshot: LinkSnapshot
+    result: Mapping[str, Any] | None = None
+    created: float = 0.0
+
+    @property
+    def attachment(self) -> str:
+        return f"{self.container_id}@{self.ifname}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "containerID": self.container_id, "ifname": self.ifname,
+                "deviceKey": self.device_key, "pciAddress": self.pci_address,
+                "netns": self.netns, "phase": self.phase, "snapshot": self.snapshot.to_json(),
+                "result": self.result, "created": self.created}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Record:
+        return cls(container_id=obj["containerID"], ifname=obj["ifname"],
+                   device_key=obj["deviceKey"], pci_address=obj.get("pciAddress", ""),
+                   netns=obj.get("netns", ""), phase=obj["phase"],
+                   snapshot=LinkSnapshot.from_json(obj["snapshot"]), result=obj.get("result"),
+                   created=float(obj.get("created", 0.0)))
+
+    def advanced(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
+        return replace(self, phase=phase, result=result if result is not None else self.result)
+
+
+def _io_error(what: str, e: OSError) -> CniError:
+    return CniError(IO_FAILURE, f"state store: {what}: {e.strerror or e}", str(e.filename or ""))
+
+
+class StateStore:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._attachments = os.path.join(root, "attachments")
+        self._devices = os.path.join(root, "devices")
+        self._locks = os.path.join(root, "locks")
+
+    # -- layout -------------------------------------------------------------------------------
+    def ensure(self) -> None:
+        try:
+            for d in (self.root, self._attachments, self._devices, self._locks):
+                os.makedirs(d, mode=0o700, exist_ok=True)
+            if os.stat(self.root).st_mode & 0o077:
+                os.chmod(self.root, 0o700)
+        except OSError as e:
+            raise _io_error(f"cannot create {self.root}", e) from None
+
+    def _record_path(self, container_id: str, ifname: str) -> str:
+        return os.path.join(self._attachments, f"{container_id}@{ifname}.json")
+
+    @staticmethod
+    def _safe_key(key: str) -> str:
+        return key.replace("/", "_")
+
+    # -- locking ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, device_key: str, timeout: float) -> Iterator[None]:
+        """Exclusive per-device lock with a bounded wait: a stuck holder yields code 11."""
+        self.ensure()
+        path = os.path.join(self._locks, self._safe_key(device_key) + ".lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise _io_error("cannot open lock", e) from None
+        try:
+            deadline = time.monotonic() + timeout
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise _io_error("cannot lock", e) from None
+                if time.monotonic() >= deadline:
+                    raise CniError(TRY_AGAIN_LATER, f"device {device_key} is busy",
+                                   f"another ADD/DEL held its lock for more than {timeout:g}s")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # -- records ------------------------------------------------------------------------------
+    def _write_atomic(self, path: str, data: bytes) -> None:
+        tmp = f"{path}.tmp.{os.getpid()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            self._fsync_dir(os.path.dirname(path))
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _io_error(f"cannot write {path}", e) from None
+
+    @staticmethod
+    def _fsync_dir(path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def save(self, record: Record) -> None:
+        """Write the record, then point the device index at it."""
+        self.ensure()
+        path = self._record_path(record.container_id, record.ifname)
+        self._write_atomic(path, json.dumps(record.to_json(), sort_keys=True).encode())
+        index = os.path.join(self._devices, self._safe_key(record.device_key))
+        target = os.path.relpath(path, self._devices)
+        try:
+            if os.readlink(index) == target:
+                return
+        except OSError:
+            pass
+        tmp = f"{index}.tmp.{os.getpid()}"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.symlink(target, tmp)
+            os.replace(tmp, index)
+            self._fsync_dir(self._devices)
+        except OSError as e:
+            raise _io_error("cannot write device index", e) from None
+
+    def _load(self, path: str) -> Record | None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise _io_error(f"cannot read {path}", e) from None
+        try:
+            return Record.from_json(json.loads(data))
+        except (ValueError, KeyError, TypeError) as e:
+            # One bad file must not block every other attachment: set it aside, keep going.
+            aside = f"{path}.corrupt.{int(time.time())}"
+            log.error(f"state record {path} is unreadable ({e}); moved to {aside}")
+            with contextlib.suppress(OSError):
+                os.replace(path, aside)
+            return None
+
+    def load(self, container_id: str, ifname: str) -> Record | None:
+        return self._load(self._record_path(container_id, ifname))
+
+    def holder_of(self, device_key: str) -> Record | None:
+        """The attachment the index says holds this device, if its record still exists."""
+        index = os.path.join(self._devices, self._safe_key(device_key))
+        try:
+            target = os.readlink(index)
+        except OSError:
+            return None
+        return self._load(os.path.join(self._devices, target))
+
+    def remove(self, record: Record) -> None:
+        path = self._record_path(record.container_id, record.ifname)
+        index = os.path.join(self._devices, self._safe_key(record.device_key))
+        try:
+            if os.readlink(index) == os.path.relpath(path, self._devices):
+                os.unlink(index)
+        except OSError:
+            pass
+        try:
+            os.unlink(path)
+            self._fsync_dir(self._attachments)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise _io_error(f"cannot remove {path}", e) from None
+
+    def records(self) -> list[Record]:
+        try:
+            names = sorted(os.listdir(self._attachments))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if name.endswith(".json"):
+                record = self._load(os.path.join(self._attachments, name))
+                if record:
+                    found.append(record)
+        return found
