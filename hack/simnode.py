@@ -57,6 +57,7 @@ class SimNode:
     nics: list[Nic] = field(default_factory=list)
     pods: list[str] = field(default_factory=list)
     subnet: int = field(default_factory=lambda: random.randrange(1, 250))
+    plugin: str = field(default_factory=lambda: os.environ.get("AMD_HOST_DEVICE_PLUGIN", DEFAULT_PLUGIN))
 
     def __post_init__(self) -> None:
         self.node = f"{self.prefix}-node"
@@ -117,7 +118,7 @@ class SimNode:
 
     # -- running -----------------------------------------------------------------------------
     def cni(self, command: str, conf: dict[str, Any] | str, container_id: str = "", netns: str = "",
-            ifname: str = "", plugin: str = DEFAULT_PLUGIN, extra_env: dict[str, str] | None = None,
+            ifname: str = "", plugin: str = "", extra_env: dict[str, str] | None = None,
             cni_path: str = ":".join(CNI_DIRS), timeout: float = 120) -> CniCall:
         """Run a CNI plugin inside the node netns, as a runtime on that node would."""
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -131,6 +132,7 @@ class SimNode:
             env["CNI_IFNAME"] = ifname
         env.update(extra_env or {})
         stdin = conf if isinstance(conf, str) else json.dumps(conf)
+        plugin = plugin or self.plugin
         argv = ["ip", "netns", "exec", self.node, "env", "-i",
                 *(f"{k}={v}" for k, v in env.items()), plugin]
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)

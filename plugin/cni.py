@@ -13,13 +13,13 @@ SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 
 # libcni's rule for container IDs; it also keeps IDs safe to use in file names.
-_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_VERSION = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")
 _IFNAME_MAX = 15
 
 
 def version_key(version: str) -> tuple[int, int, int]:
-    m = _VERSION.match(version) if isinstance(version, str) else None
+    m = _VERSION.fullmatch(version) if isinstance(version, str) else None
     if not m:
         raise CniError(INCOMPATIBLE_VERSION, f"invalid cniVersion {version!r}",
                        f"supported: {', '.join(SUPPORTED_VERSIONS)}")
@@ -89,7 +89,7 @@ def parse_env(environ: Mapping[str, str]) -> Env:
     if per_attachment:
         if not container_id:
             raise CniError(INVALID_ENV, "CNI_CONTAINERID is not set")
-        if not _CONTAINER_ID.match(container_id) or len(container_id) > 255:
+        if not _CONTAINER_ID.fullmatch(container_id) or len(container_id) > 255:
             raise CniError(INVALID_ENV, f"CNI_CONTAINERID: invalid container ID {container_id!r}",
                            "must match [A-Za-z0-9][A-Za-z0-9_.-]*")
         if not ifname:

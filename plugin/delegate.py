@@ -20,6 +20,7 @@ from plugin.errors import DELEGATE_FAILED, NOT_AVAILABLE, CniError
 
 PLUGIN = "host-device"
 FALLBACK_DIRS = ("/opt/cni/bin", "/var/lib/cni/bin", "/usr/libexec/cni", "/usr/lib/cni")
+FALLBACK_ENV = "AMD_HOST_DEVICE_FALLBACK_DIRS"
 TIMEOUT_SECONDS = 60.0
 _CACHE_NAME = "delegate-versions.json"
 # Codes a delegate may return that mean the same to our caller; anything else is ours (100).
@@ -39,12 +40,18 @@ class Delegate:
             raise CniError(NOT_AVAILABLE, f"{self.path} speaks no CNI version we do",
                            f"it supports {', '.join(self.versions)}")
         below = [v for v in common if version_key(v) <= version_key(wanted)]
-        return max(below or common, key=version_key)
+        if below:
+            return max(below, key=version_key)
+        return min(common, key=version_key)
 
 
 def search_dirs(cni_path: Sequence[str]) -> list[str]:
+    """CNI_PATH first, then the usual plugin dirs (AMD_HOST_DEVICE_FALLBACK_DIRS overrides
+    them: a colon list, empty for none)."""
+    override = os.environ.get(FALLBACK_ENV)
+    fallback = FALLBACK_DIRS if override is None else tuple(d for d in override.split(":") if d)
     dirs: list[str] = []
-    for d in (*cni_path, *FALLBACK_DIRS):
+    for d in (*cni_path, *fallback):
         if d not in dirs:
             dirs.append(d)
     return dirs
@@ -56,7 +63,7 @@ def find(cni_path: Sequence[str]) -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise CniError(NOT_AVAILABLE, f"delegate plugin {PLUGIN!r} not found",
-                   f"searched CNI_PATH then {':'.join(FALLBACK_DIRS)}")
+                   f"searched {':'.join(search_dirs(cni_path))}")
 
 
 def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:

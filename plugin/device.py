@@ -16,8 +16,8 @@ from plugin.cni import valid_ifname
 from plugin.errors import INVALID_CONFIG, NETWORK_COMMAND_FAILED, CniError
 
 SYSFS_ENV = "AMD_HOST_DEVICE_SYSFS"
-_PCI_FULL = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
-_PCI_SHORT = re.compile(r"^([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+_PCI_FULL = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
+_PCI_SHORT = re.compile(r"([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 # Drivers that take the function away from the kernel's network stack (DPDK, VMs).
 _USERSPACE_DRIVERS = ("vfio-pci", "igb_uio", "uio_pci_generic")
 APPEAR_SECONDS = 2.0
@@ -33,10 +33,10 @@ class Device:
 
 def normalize_pci(address: str) -> str:
     """Canonical lower-case domain:bus:dev.fn; raises code 7 for anything else."""
-    m = _PCI_FULL.match(address)
+    m = _PCI_FULL.fullmatch(address)
     if m:
         return address.lower()
-    m = _PCI_SHORT.match(address)
+    m = _PCI_SHORT.fullmatch(address)
     if m:
         return f"0000:{address.lower()}"
     raise CniError(INVALID_CONFIG, f"invalid deviceID={address[:64]!r}: not a PCI address",
@@ -97,7 +97,7 @@ def resolve(device_id: str, device_name: str) -> Device:
         address = normalize_pci(device_id)
         netdev = netdev_for_pci(address)
         info = backend.ethtool_driver(netdev)
-        if info and _PCI_FULL.match(info.bus_info) and info.bus_info.lower() != address:
+        if info and _PCI_FULL.fullmatch(info.bus_info) and info.bus_info.lower() != address:
             raise CniError(NETWORK_COMMAND_FAILED,
                            f"sysfs and ethtool disagree about {netdev}",
                            f"sysfs: {address}, ethtool bus-info: {info.bus_info}")

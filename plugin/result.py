@@ -141,7 +141,9 @@ def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
 
 
 def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
-    value = obj.get(key) or []
+    value = obj.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list):
         raise CniError(DECODE_FAILURE, f"{where}: {key!r} must be a list", repr(value)[:200])
     return value
@@ -180,7 +182,7 @@ def parse_result(raw: Any, where: str = "result") -> Result:
         routes.append(Route(_str(r, "dst", w, required=True), _str(r, "gw", w), _int(r, "mtu", w),
                             _int(r, "table", w), scope if isinstance(scope, int) else None))
     w = f"{where}.dns"
-    d = _obj(obj.get("dns") or {}, w)
+    d = _obj({} if obj.get("dns") is None else obj["dns"], w)
     dns = DNS(nameservers=tuple(str(x) for x in _list(d, "nameservers", w)),
               domain=_str(d, "domain", w),
               search=tuple(str(x) for x in _list(d, "search", w)),

@@ -1,0 +1,60 @@
+"""The NAD on stdin: device selection precedence and validation with the key named."""
+
+import pytest
+
+from plugin.config import DEFAULT_STATE_DIR, decode, parse_netconf
+from plugin.errors import CniError
+
+MIN = {"cniVersion": "1.0.0", "name": "nad", "type": "amd-host-device"}
+
+
+def test_defaults():
+    c = parse_netconf(MIN)
+    assert (c.state_dir, c.allow_default_route, c.ipam, c.device_id) == (DEFAULT_STATE_DIR, False,
+                                                                         None, "")
+
+
+def test_device_id_precedence():
+    c = parse_netconf({**MIN, "pciBusID": "0000:03:00.0", "deviceID": "0000:02:00.0",
+                       "runtimeConfig": {"deviceID": "0000:01:00.0"}})
+    assert c.device_id == "0000:01:00.0"
+    assert parse_netconf({**MIN, "pciBusID": "0000:03:00.0", "deviceID": "0000:02:00.0"}
+                         ).device_id == "0000:02:00.0"
+    assert parse_netconf({**MIN, "pciBusID": "0000:03:00.0"}).device_id == "0000:03:00.0"
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[1]", b"\xff\xfe", b"null", b'"x"', b"[" * 100000])
+def test_undecodable_is_code_6(raw):
+    with pytest.raises(CniError) as e:
+        decode(raw)
+    assert e.value.code == 6
+
+
+@pytest.mark.parametrize("key,value", [
+    ("name", ""), ("name", 5), ("deviceID", 7), ("stateDir", "relative"), ("stateDir", "/a/../b"),
+    ("allowDefaultRouteDevice", "yes"), ("lockTimeoutSeconds", 0), ("lockTimeoutSeconds", True),
+    ("ipam", {"type": ""}), ("ipam", []), ("runtimeConfig", "x"), ("prevResult", [1]),
+])
+def test_invalid_values_name_the_key(key, value):
+    with pytest.raises(CniError) as e:
+        parse_netconf({**MIN, key: value})
+    assert e.value.code == 7 and key in e.value.msg
+
+
+def test_missing_cni_version_is_invalid_config():
+    with pytest.raises(CniError) as e:
+        parse_netconf({"name": "n"})
+    assert e.value.code == 7 and "cniVersion" in e.value.msg
+
+
+def test_unsupported_version_is_code_1():
+    with pytest.raises(CniError) as e:
+        parse_netconf({**MIN, "cniVersion": "0.2.0"})
+    assert e.value.code == 1
+
+
+@pytest.mark.parametrize("key", ["hwaddr", "kernelpath"])
+def test_other_host_device_selectors_are_unsupported_fields(key):
+    with pytest.raises(CniError) as e:
+        parse_netconf({**MIN, key: "x"})
+    assert e.value.code == 2 and key in e.value.msg

@@ -1,0 +1,37 @@
+"""Version negotiation with the delegate, and finding it."""
+
+import os
+
+import pytest
+
+from plugin import delegate
+from plugin.errors import CniError
+
+DEBIAN = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0")
+
+
+@pytest.mark.parametrize("wanted,sent", [("1.1.0", "1.0.0"), ("1.0.0", "1.0.0"),
+                                         ("0.4.0", "0.4.0"), ("0.3.1", "0.3.1")])
+def test_never_sends_a_version_the_delegate_lacks(wanted, sent):
+    assert delegate.Delegate("/x", DEBIAN).pick_version(wanted) == sent
+
+
+def test_newer_only_delegate_gets_its_oldest_common_version():
+    assert delegate.Delegate("/x", ("1.0.0", "1.1.0")).pick_version("0.3.1") == "1.0.0"
+
+
+def test_no_common_version_is_not_available():
+    with pytest.raises(CniError) as e:
+        delegate.Delegate("/x", ("0.1.0",)).pick_version("1.0.0")
+    assert e.value.code == 50
+
+
+def test_cni_path_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(delegate, "FALLBACK_DIRS", ())
+    plugin = tmp_path / "host-device"
+    plugin.write_text("#!/bin/sh\n")
+    os.chmod(plugin, 0o755)
+    assert delegate.find([str(tmp_path / "nope"), str(tmp_path)]) == str(plugin)
+    with pytest.raises(CniError) as e:
+        delegate.find([str(tmp_path / "nope")])
+    assert e.value.code == 50

@@ -1,0 +1,73 @@
+"""PCI address validation and sysfs resolution against a fake tree."""
+
+import os
+
+import pytest
+
+from plugin import device
+from plugin.errors import CniError
+
+
+@pytest.mark.parametrize("given,canonical", [
+    ("0000:01:00.0", "0000:01:00.0"), ("0000:AF:00.7", "0000:af:00.7"), ("01:00.1", "0000:01:00.1")])
+def test_normalize(given, canonical):
+    assert device.normalize_pci(given) == canonical
+
+
+@pytest.mark.parametrize("bad", ["", "../../etc", "0000:01:00.0/../../x", "0000:01:00.8",
+                                 "0000:01:00", "0000:01:00.0\n", "zzzz:01:00.0", "0000:01:00.0 "])
+def test_rejects_non_addresses(bad):
+    with pytest.raises(CniError) as e:
+        device.normalize_pci(bad)
+    assert e.value.code == 7
+
+
+@pytest.fixture
+def sysfs(tmp_path, monkeypatch):
+    monkeypatch.setenv(device.SYSFS_ENV, str(tmp_path))
+    monkeypatch.setattr(device, "APPEAR_SECONDS", 0.2)
+    return tmp_path
+
+
+def make(sysfs, pci, netdevs=(), driver="ionic"):
+    d = sysfs / "bus" / "pci" / "devices" / pci
+    (d / "net").mkdir(parents=True)
+    for n in netdevs:
+        (d / "net" / n).mkdir()
+    drv = sysfs / "bus" / "pci" / "drivers" / driver
+    drv.mkdir(parents=True, exist_ok=True)
+    os.symlink(drv, d / "driver")
+
+
+def test_finds_the_netdev(sysfs):
+    make(sysfs, "0000:01:00.0", ["ens1f0"])
+    assert device.netdev_for_pci("0000:01:00.0") == "ens1f0"
+
+
+def test_unknown_pci_device(sysfs):
+    with pytest.raises(CniError) as e:
+        device.netdev_for_pci("0000:09:00.0")
+    assert e.value.code == 7 and "no such PCI device" in e.value.msg
+
+
+def test_no_netdev_after_waiting(sysfs):
+    make(sysfs, "0000:01:00.0")
+    with pytest.raises(CniError) as e:
+        device.netdev_for_pci("0000:01:00.0")
+    assert "no network interface" in e.value.msg
+
+
+def test_userspace_driver_is_refused(sysfs):
+    make(sysfs, "0000:01:00.0", driver="vfio-pci")
+    with pytest.raises(CniError) as e:
+        device.netdev_for_pci("0000:01:00.0")
+    assert "vfio-pci" in e.value.msg
+
+
+def test_name_selection_and_nothing_selected():
+    assert device.resolve("", "fabric0").key == "name:fabric0"
+    with pytest.raises(CniError) as e:
+        device.resolve("", "")
+    assert e.value.code == 7 and "deviceID" in e.value.msg
+    with pytest.raises(CniError):
+        device.resolve("", "../x")

@@ -1,0 +1,85 @@
+"""The state store: atomic per-attachment files, the device index, bounded locks."""
+
+import json
+import multiprocessing
+import os
+import stat
+import time
+
+import pytest
+
+from plugin.errors import CniError
+from plugin.netinfo import Address, LinkSnapshot
+from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore
+
+SNAP = LinkSnapshot("ens1f0", "aa:bb:cc:00:00:01", 9000, True,
+                    (Address("inet", "10.0.0.2", 24),), ())
+
+
+def rec(cid="c1", ifname="net1", key="0000:01:00.0"):
+    return Record(cid, ifname, key, key, "/run/netns/p", PHASE_MOVING, SNAP, None, 1.0)
+
+
+def test_save_load_remove_and_permissions(tmp_path):
+    store = StateStore(str(tmp_path / "s"))
+    r = rec()
+    store.save(r)
+    assert store.load("c1", "net1") == r
+    assert store.holder_of("0000:01:00.0") == r
+    assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
+    path = tmp_path / "s" / "attachments" / "c1@net1.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    store.save(r.advanced(PHASE_ATTACHED, {"cniVersion": "1.1.0"}))
+    assert store.load("c1", "net1").phase == PHASE_ATTACHED
+    assert not [n for n in os.listdir(tmp_path / "s" / "attachments") if ".tmp." in n]
+    store.remove(r)
+    assert store.load("c1", "net1") is None and store.holder_of("0000:01:00.0") is None
+
+
+def test_a_late_remove_of_an_old_attachment_keeps_the_newer_index(tmp_path):
+    store = StateStore(str(tmp_path))
+    old, new = rec("old"), rec("new")
+    store.save(old)
+    store.save(new)
+    store.remove(old)
+    assert store.holder_of("0000:01:00.0") == new
+
+
+def test_corrupt_record_is_set_aside_not_fatal(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.save(rec("a"))
+    store.save(rec("b", key="0000:02:00.0"))
+    (tmp_path / "attachments" / "a@net1.json").write_text("{not json")
+    assert store.load("a", "net1") is None
+    assert [r.container_id for r in store.records()] == ["b"]
+    assert any(".corrupt." in n for n in os.listdir(tmp_path / "attachments"))
+
+
+def _hold(root, ready):
+    with StateStore(root).lock("0000:01:00.0", 5):
+        ready.set()
+        time.sleep(3)
+
+
+def test_lock_wait_is_bounded_and_gives_code_11(tmp_path):
+    ready = multiprocessing.Event()
+    p = multiprocessing.Process(target=_hold, args=(str(tmp_path), ready))
+    p.start()
+    try:
+        assert ready.wait(5)
+        started = time.monotonic()
+        with pytest.raises(CniError) as e, StateStore(str(tmp_path)).lock("0000:01:00.0", 0.3):
+            pass
+        assert e.value.code == 11
+        assert time.monotonic() - started < 2.5
+        with StateStore(str(tmp_path)).lock("0000:02:00.0", 0.3):
+            pass  # other devices are not blocked
+    finally:
+        p.join()
+
+
+def test_record_file_is_plain_json(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.save(rec())
+    obj = json.loads((tmp_path / "attachments" / "c1@net1.json").read_text())
+    assert obj["snapshot"]["addresses"][0]["local"] == "10.0.0.2" and obj["format"] == 1
