@@ -58,6 +58,7 @@ class SimNode:
     pods: list[str] = field(default_factory=list)
     subnet: int = field(default_factory=lambda: random.randrange(1, 250))
     plugin: str = field(default_factory=lambda: os.environ.get("AMD_HOST_DEVICE_PLUGIN", DEFAULT_PLUGIN))
+    macs: dict[str, str] = field(default_factory=dict)   # PCI address -> MAC of its NIC
 
     def __post_init__(self) -> None:
         self.node = f"{self.prefix}-node"
@@ -88,6 +89,7 @@ class SimNode:
         if up:
             sh("ip", "-n", self.node, "link", "set", nic.name, "up")
         self.add_pci(nic.pci, nic.name)
+        self.macs[nic.pci] = self.link(self.node, nic.name)["address"]
         self.nics.append(nic)
         return nic
 
@@ -99,6 +101,20 @@ class SimNode:
         link = os.path.join(dev, "driver")
         if not os.path.lexists(link):
             os.symlink(os.path.relpath(drv, dev), link)
+
+    def sync_sysfs(self) -> None:
+        """Real sysfs lists a PCI function's netdev under its current name, and only while it
+        is in the viewer's netns; mirror that (by MAC) before each plugin run."""
+        links = self.ip_json(self.node, "link") or []
+        by_mac = {x.get("address"): x["ifname"] for x in links}
+        for pci, mac in self.macs.items():
+            net = os.path.join(self.sysfs, "bus", "pci", "devices", pci, "net")
+            want = {by_mac[mac]} if mac in by_mac else set()
+            have = set(os.listdir(net)) if os.path.isdir(net) else set()
+            for name in have - want:
+                shutil.rmtree(os.path.join(net, name), ignore_errors=True)
+            for name in want - have:
+                os.makedirs(os.path.join(net, name), exist_ok=True)
 
     def add_pod(self) -> str:
         name = f"{self.prefix}-pod{len(self.pods) + 1}"
@@ -133,6 +149,7 @@ class SimNode:
         env.update(extra_env or {})
         stdin = conf if isinstance(conf, str) else json.dumps(conf)
         plugin = plugin or self.plugin
+        self.sync_sysfs()
         argv = ["ip", "netns", "exec", self.node, "env", "-i",
                 *(f"{k}={v}" for k, v in env.items()), plugin]
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)

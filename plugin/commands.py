@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from plugin import backend, delegate, device, giveback, log
+from plugin import backend, delegate, device, giveback, legacy, log, release
 from plugin.cni import Env, version_key
 from plugin.config import NetConf
 from plugin.errors import (
@@ -27,7 +28,7 @@ from plugin.errors import (
 )
 from plugin.netinfo import LinkSnapshot, parse_snapshot
 from plugin.result import Result, parse_result
-from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore
+from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore, netns_identity
 
 DEFAULT_ROUTE_OPT_OUT = "allowDefaultRouteDevice"
 
@@ -68,9 +69,11 @@ def _require_free_ifname(env: Env) -> None:
                    env.netns)
 
 
-def _settle_stale(store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> bool:
+def _settle_stale(store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
     """Records that claim a NIC we just found on the node are stale (a crash before the move,
-    or a pod whose netns died and sent the NIC home): restore from them and drop them."""
+    or a pod whose netns died and sent the NIC home): restore from them and drop them.
+    Returns the NIC's name now (restoring renames it back)."""
+    netdev = dev.netdev
     stale = {r.attachment: r for r in (store.holder_of(dev.key),
                                        store.load(env.container_id, env.ifname)) if r}
     for record in stale.values():
@@ -79,12 +82,30 @@ def _settle_stale(store: StateStore, dev: device.Device, env: Env, conf: NetConf
                            f"already holds {record.device_key}",
                            "DEL it before adding it again")
         log.event(f"stale record {record.attachment} for a NIC on the node: restoring it")
-        if giveback.give_back(record, env, conf.state_dir, wait=0, look_in_pod=False):
+        if giveback.give_back(record, env, conf.state_dir, wait=0, look_in_pod=False).restored:
             store.remove(record)
+            netdev = record.snapshot.name
         else:
             raise CniError(DEVICE_IN_USE, f"{dev.key} is held by {record.attachment}",
                            "its NIC is not on the node")
-    return bool(stale)
+    return netdev
+
+
+def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
+    """A mapping from AMD's Go plugin for a NIC that is on the node: its pod is gone; give the
+    node back the addresses the Go plugin saved before we record the NIC afresh.
+    Returns the NIC's name now."""
+    if not dev.pci_address or not legacy.present(conf.state_dir):
+        return dev.netdev
+    entry = legacy.find(conf.state_dir, conf.device_id) or legacy.find(conf.state_dir, dev.key)
+    if entry is None:
+        return dev.netdev
+    record = entry.as_record(env.container_id, env.ifname, "")
+    giveback.restore(record, giveback.Link(dev.netdev, ""))
+    with legacy.locked(store, conf.lock_timeout):
+        legacy.forget(store, entry.device_id)
+    log.event(f"restored {entry.host_ifname} from the Go plugin's mapping before moving it")
+    return entry.host_ifname
 
 
 def _on_node(netdev: str) -> bool:
@@ -107,8 +128,8 @@ def add(env: Env, conf: NetConf) -> Result:
                 holder = store.holder_of(dev.key)
                 raise CniError(DEVICE_IN_USE, f"device {dev.netdev} is attached to "
                                f"{holder.attachment if holder else 'another pod'}")
-            if _settle_stale(store, dev, env, conf):
-                dev = device.resolve(conf.device_id, conf.device)
+            dev = replace(dev, netdev=_settle_stale(store, dev, env, conf))
+        dev = replace(dev, netdev=_settle_legacy(store, dev, env, conf))
         snapshot = capture(dev.netdev)
         if snapshot.carries_default_route and not conf.allow_default_route:
             raise CniError(INVALID_CONFIG, f"refusing to move {dev.netdev}: it carries the "
@@ -117,7 +138,7 @@ def add(env: Env, conf: NetConf) -> Result:
         _require_free_ifname(env)
         hd = delegate.locate(env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,
-                        PHASE_MOVING, snapshot, None, time.time())
+                        PHASE_MOVING, snapshot, None, time.time(), netns_identity(env.netns))
         store.save(record)
         log.event(f"recorded {snapshot.name} ({len(snapshot.addresses)} addresses, mtu "
                   f"{snapshot.mtu}, {'up' if snapshot.up else 'down'}); moving it to the pod")
@@ -148,7 +169,7 @@ def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device)
 
 def _rollback(store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
     try:
-        if giveback.give_back(record, env, conf.state_dir):
+        if giveback.give_back(record, env, conf.state_dir).restored:
             store.remove(record)
             log.event("rolled back: NIC restored on the node")
         else:
@@ -161,25 +182,18 @@ def delete(env: Env, conf: NetConf) -> None:
     store = StateStore(conf.state_dir)
     record = store.load(env.container_id, env.ifname)
     if record is None:
-        log.event("nothing recorded for this attachment; nothing to give back")
+        entry = legacy.find(conf.state_dir, conf.device_id)
+        if entry is None:
+            log.event("nothing recorded for this attachment; nothing to give back")
+            return
+        log.bind(device=entry.device_id, netdev=entry.host_ifname)
+        what = release.release_legacy(store, entry, env, conf.lock_timeout)
+        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what}")
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
-    with store.lock(record.device_key, conf.lock_timeout):
-        record = store.load(env.container_id, env.ifname)
-        if record is None:
-            log.event("a concurrent DEL already gave the NIC back")
-            return
-        if giveback.give_back(record, env, conf.state_dir):
-            store.remove(record)
-            return
-        netns = env.netns or record.netns
-        if netns and not os.path.exists(netns):
-            log.warn(f"{record.snapshot.name} has not come back from the gone netns {netns}; "
-                     "record kept for reconcile")
-        else:
-            log.error(f"{record.snapshot.name} is neither in the pod nor on the node; "
-                      "dropping the record")
-            store.remove(record)
+    what = release.release(store, record, env, conf.lock_timeout)
+    if what == "gone":
+        log.event("a concurrent DEL already gave the NIC back")
 
 
 def check(env: Env, conf: NetConf) -> None:

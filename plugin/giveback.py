@@ -56,19 +56,27 @@ def _pod_link(netns: str, record: Record) -> Link | None:
     except backend.CommandFailed as e:
         log.warn(f"cannot list links in {netns}: {e}")
         return None
-    # CNI_IFNAME in the pod is ours whatever its MAC: the pod may have changed it.
-    return _pick(links, [record.ifname], record.snapshot.mac, name_is_proof=True)
+    # CNI_IFNAME in the pod is ours whatever its MAC (the pod may have changed it). Under the
+    # node's name it is ours if the MAC says so (host-device failed half-way), or if we know
+    # no MAC (records from AMD's Go plugin, whose older releases kept the node's name).
+    mine = _pick(links, [record.ifname], record.snapshot.mac, name_is_proof=True)
+    if mine is None and record.snapshot.name != record.ifname:
+        mine = _pick(links, [record.snapshot.name], record.snapshot.mac,
+                     name_is_proof=not record.snapshot.mac)
+    return mine
 
 
 def _node_link(record: Record, mac: str) -> Link | None:
     name = record.snapshot.name
     try:
         found = backend.ip_json([f"link show dev {name}"])[0]
-        if found and str(found[0].get("address", "")).lower() == mac.lower():
+        if found and (not mac or str(found[0].get("address", "")).lower() == mac.lower()):
             return _as_link(found[0])
     except backend.CommandFailed as e:
         if not e.missing_device:
             raise
+    if not mac:
+        return None
     return _pick(backend.ip_json(["link show"])[0], [name, record.ifname], mac)
 
 
@@ -82,16 +90,30 @@ def _wait_on_node(record: Record, seconds: float) -> Link | None:
         time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    restored: bool
+    pod_alive: bool
+
+
+def pod_netns(record: Record, env_netns: str) -> str:
+    """The runtime's CNI_NETNS is authoritative; the recorded path only while it is still the
+    same namespace."""
+    if env_netns:
+        return env_netns if os.path.exists(env_netns) else ""
+    return record.netns if record.netns_alive() else ""
+
+
 def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAIT_SECONDS,
-              look_in_pod: bool = True) -> bool:
-    """Bring the NIC to the node and restore it. False if it is nowhere to be found (a veth
-    destroyed with its netns, or a NIC the kernel has not returned yet).
+              look_in_pod: bool = True) -> Outcome:
+    """Bring the NIC to the node and restore it. Not restored if it is nowhere to be found
+    (a veth destroyed with its netns, or a NIC the kernel has not returned yet).
 
     look_in_pod=False when the caller already found the NIC on the node: then an interface
     that happens to carry CNI_IFNAME in the pod is not ours to take."""
-    netns = env.netns or record.netns
+    netns = pod_netns(record, env.netns) if look_in_pod else ""
     mac = record.snapshot.mac
-    if look_in_pod and netns and os.path.exists(netns):
+    if netns:
         in_pod = _pod_link(netns, record)
         if in_pod:
             hd = delegate.locate(env.path, state_dir)
@@ -100,20 +122,22 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
             delegate.run(hd, "DEL", env, in_pod.name, netns, conf)
             log.event(f"host-device returned {in_pod.name} from {netns}")
             mac = in_pod.mac
-        pod_alive = True
-    else:
-        pod_alive = False
-    link = _node_link(record, mac) if pod_alive or not look_in_pod else _wait_on_node(record, wait)
+    link = _node_link(record, mac) if netns or not look_in_pod else _wait_on_node(record, wait)
     if link is None:
-        return False
-    failures = backend.ip_batch(record.snapshot.restore_lines(link.name, link.mac))
+        return Outcome(False, bool(netns))
+    restore(record, link)
+    return Outcome(True, bool(netns))
+
+
+def restore(record: Record, link: Link) -> None:
+    """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged."""
+    snap = record.snapshot
+    failures = backend.ip_batch(snap.restore_lines(link.name, link.mac))
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
-    if any(line.startswith("link set") and " name " in line for line in
-           (f.line for f in failures)):
-        raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to "
-                       f"{record.snapshot.name}", "; ".join(f.message for f in failures))
-    log.event(f"restored {record.snapshot.name}: {len(record.snapshot.addresses)} addresses, "
-              f"mtu {record.snapshot.mtu}, {'up' if record.snapshot.up else 'down'}"
+    if any(" name " in f.line for f in failures if f.line.startswith("link set")):
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
+                       "; ".join(f.message for f in failures))
+    log.event(f"restored {snap.name}: {len(snap.addresses)} addresses, mtu {snap.mtu or 'kept'}, "
+              f"{'up' if snap.up else 'down'}"
               + (f", {len(failures)} steps failed" if failures else ""))
-    return True

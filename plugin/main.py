@@ -66,6 +66,10 @@ def dispatch(command: str, stdin: bytes) -> dict[str, Any] | None:
         commands.delete(env, conf)
     elif command == "CHECK":
         commands.check(env, conf)
+    elif command == "GC":
+        from plugin import release
+
+        release.gc(env, conf, raw)
     else:
         from plugin.errors import INVALID_ENV
 
@@ -75,6 +79,10 @@ def dispatch(command: str, stdin: bytes) -> dict[str, Any] | None:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if sys.argv[1:2] == ["reconcile"]:
+        from plugin import release
+
+        return release.reconcile_main(sys.argv[2:])
     command = os.environ.get("CNI_COMMAND", "")
     try:
         stdin = sys.stdin.buffer.read()

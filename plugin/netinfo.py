@@ -127,7 +127,8 @@ class LinkSnapshot:
             dev = self.name
         if current_mac and self.mac and current_mac.lower() != self.mac.lower():
             lines.append(f"link set dev {dev} address {self.mac}")
-        lines.append(f"link set dev {dev} mtu {self.mtu}")
+        if self.mtu:  # 0: not known (records inherited from AMD's Go plugin)
+            lines.append(f"link set dev {dev} mtu {self.mtu}")
         lines += [a.add_line(dev) for a in self.addresses]
         if self.up:
             lines.append(f"link set dev {dev} up")

@@ -43,6 +43,17 @@ class Record:
     snapshot: LinkSnapshot
     result: Mapping[str, Any] | None = None
     created: float = 0.0
+    netns_id: str = ""   # "dev:inode" of the pod netns at ADD: a reused path is not the pod
+    orphaned_since: float = 0.0  # when the NIC was first found neither in the pod nor home
+
+    def netns_alive(self, path: str = "") -> bool:
+        """Whether the pod's netns still exists (and is the same namespace, not a reused
+        /proc/<pid>/ns/net path)."""
+        path = path or self.netns
+        if not path:
+            return False
+        current = netns_identity(path)
+        return bool(current) and (not self.netns_id or current == self.netns_id)
 
     @property
     def attachment(self) -> str:
@@ -52,7 +63,8 @@ class Record:
         return {"format": FORMAT, "containerID": self.container_id, "ifname": self.ifname,
                 "deviceKey": self.device_key, "pciAddress": self.pci_address,
                 "netns": self.netns, "phase": self.phase, "snapshot": self.snapshot.to_json(),
-                "result": self.result, "created": self.created}
+                "result": self.result, "created": self.created, "netnsID": self.netns_id,
+                "orphanedSince": self.orphaned_since}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Record:
@@ -60,10 +72,19 @@ class Record:
                    device_key=obj["deviceKey"], pci_address=obj.get("pciAddress", ""),
                    netns=obj.get("netns", ""), phase=obj["phase"],
                    snapshot=LinkSnapshot.from_json(obj["snapshot"]), result=obj.get("result"),
-                   created=float(obj.get("created", 0.0)))
+                   created=float(obj.get("created", 0.0)), netns_id=obj.get("netnsID", ""),
+                   orphaned_since=float(obj.get("orphanedSince", 0.0)))
 
     def advanced(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
         return replace(self, phase=phase, result=result if result is not None else self.result)
+
+
+def netns_identity(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _io_error(what: str, e: OSError) -> CniError:
@@ -124,7 +145,7 @@ class StateStore:
             os.close(fd)  # closing releases the flock
 
     # -- records ------------------------------------------------------------------------------
-    def _write_atomic(self, path: str, data: bytes) -> None:
+    def write_file(self, path: str, data: bytes) -> None:
         tmp = f"{path}.tmp.{os.getpid()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -152,7 +173,7 @@ class StateStore:
         """Write the record, then point the device index at it."""
         self.ensure()
         path = self._record_path(record.container_id, record.ifname)
-        self._write_atomic(path, json.dumps(record.to_json(), sort_keys=True).encode())
+        self.write_file(path, json.dumps(record.to_json(), sort_keys=True).encode())
         index = os.path.join(self._devices, self._safe_key(record.device_key))
         target = os.path.relpath(path, self._devices)
         try:

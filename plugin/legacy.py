@@ -1,0 +1,112 @@
+"""Records left by AMD's Go amd-host-device on nodes upgraded in place.
+
+It kept one file, `<stateDir>/ip-interface-mappings.json`:
+    {"<deviceID>": {"hostInterfaceName": "ens1f0", "hostInterfaceIPs": ["10.0.0.2/24"],
+                    "state": "UP"}}
+Pods created before the upgrade are deleted by us, so DEL and GC honour these entries and drop
+each one once its NIC is restored. The file is rewritten atomically under its own lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from plugin import log
+from plugin.device import normalize_pci
+from plugin.errors import CniError
+from plugin.netinfo import Address, LinkSnapshot
+from plugin.state import PHASE_ATTACHED, Record, StateStore
+
+FILE_NAME = "ip-interface-mappings.json"
+LOCK_KEY = "legacy-ip-interface-mappings"
+
+
+@dataclass(frozen=True)
+class LegacyEntry:
+    device_id: str
+    host_ifname: str
+    addresses: tuple[str, ...]
+    up: bool
+
+    def as_record(self, container_id: str, ifname: str, netns: str) -> Record:
+        """What we would have recorded: no MAC, no MTU, no routes (the Go plugin kept none)."""
+        addrs = []
+        for cidr in self.addresses:
+            try:
+                iface = ipaddress.ip_interface(cidr)
+            except ValueError:
+                log.warn(f"legacy mapping {self.device_id}: skipping bad address {cidr!r}")
+                continue
+            family = "inet6" if iface.version == 6 else "inet"
+            addrs.append(Address(family, str(iface.ip), iface.network.prefixlen))
+        snapshot = LinkSnapshot(self.host_ifname, "", 0, self.up, tuple(addrs), ())
+        try:
+            key = normalize_pci(self.device_id)
+        except CniError:
+            key = self.device_id.replace("/", "_")
+        return Record(container_id, ifname, key, key, netns, PHASE_ATTACHED, snapshot)
+
+
+def _path(state_dir: str) -> str:
+    return os.path.join(state_dir, FILE_NAME)
+
+
+def _read(state_dir: str) -> dict[str, object]:
+    try:
+        with open(_path(state_dir), "rb") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.error(f"legacy mappings {_path(state_dir)} unreadable ({e}); ignoring it")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _entry(device_id: str, raw: object) -> LegacyEntry | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("hostInterfaceName"), str):
+        return None
+    ips = raw.get("hostInterfaceIPs") or []
+    return LegacyEntry(device_id, raw["hostInterfaceName"],
+                       tuple(x for x in ips if isinstance(x, str)) if isinstance(ips, list) else (),
+                       raw.get("state") == "UP")
+
+
+def present(state_dir: str) -> bool:
+    return os.path.exists(_path(state_dir))
+
+
+def entries(state_dir: str) -> list[LegacyEntry]:
+    return [e for k, v in _read(state_dir).items() if (e := _entry(k, v))]
+
+
+def find(state_dir: str, device_id: str) -> LegacyEntry | None:
+    if not device_id or not present(state_dir):
+        return None
+    raw = _read(state_dir)
+    return _entry(device_id, raw.get(device_id))
+
+
+@contextlib.contextmanager
+def locked(store: StateStore, timeout: float) -> Iterator[None]:
+    with store.lock(LOCK_KEY, timeout):
+        yield
+
+
+def forget(store: StateStore, device_id: str) -> None:
+    """Drop one entry (caller holds the legacy lock); the file goes when it is empty."""
+    data = _read(store.root)
+    if device_id not in data:
+        return
+    del data[device_id]
+    path = _path(store.root)
+    if not data:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    store.write_file(path, json.dumps(data, indent=2).encode())

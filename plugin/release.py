@@ -1,0 +1,168 @@
+"""Ending attachments: DEL's bookkeeping, GC, and the reconcile loop the DaemonSet runs.
+
+One rule for all three. Under the device's lock, give the NIC back; then
+- restored: forget the record;
+- the pod's netns is alive but the NIC is in neither place: forget it (someone else took it);
+- the pod's netns is gone and the NIC has not come home: a physical NIC returns from a
+  destroyed netns asynchronously, so keep the record (marked orphaned) for reconcile, and
+  drop it only after `max_orphan_seconds` (default 24 h) — by then it is a veth that died
+  with its netns, or hardware that is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from plugin import backend, giveback, legacy, log
+from plugin.cni import Env
+from plugin.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATE_DIR, NetConf
+from plugin.errors import INVALID_CONFIG, NETWORK_COMMAND_FAILED, CniError
+from plugin.state import Record, StateStore
+
+MAX_ORPHAN_SECONDS = 24 * 3600.0
+VALID_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+
+
+def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
+            max_orphan: float) -> str:
+    if outcome.restored:
+        store.remove(record)
+        return "restored"
+    if outcome.pod_alive:
+        log.error(f"{record.snapshot.name} of {record.attachment} is neither in the pod nor on "
+                  "the node; forgetting it")
+        store.remove(record)
+        return "vanished"
+    now = time.time()
+    if record.orphaned_since and now - record.orphaned_since >= max_orphan:
+        log.warn(f"{record.snapshot.name} of {record.attachment} has not come home in "
+                 f"{max_orphan / 3600:g} h; forgetting it")
+        store.remove(record)
+        return "expired"
+    if not record.orphaned_since:
+        store.save(replace(record, orphaned_since=now))
+    log.warn(f"{record.snapshot.name} of {record.attachment} has not come back from the pod's "
+             "gone netns; record kept for reconcile")
+    return "kept"
+
+
+def release(store: StateStore, record: Record, env: Env, lock_timeout: float,
+            wait: float = giveback.RETURN_WAIT_SECONDS,
+            max_orphan: float = MAX_ORPHAN_SECONDS) -> str:
+    with store.lock(record.device_key, lock_timeout):
+        current = store.load(record.container_id, record.ifname)
+        if current is None:
+            return "gone"
+        outcome = giveback.give_back(current, env, store.root, wait=wait)
+        return _settle(store, current, outcome, max_orphan)
+
+
+def release_legacy(store: StateStore, entry: legacy.LegacyEntry, env: Env, lock_timeout: float,
+                   look_in_pod: bool = True) -> str:
+    """A pod created by AMD's Go plugin: give its NIC back, then drop the mapping."""
+    record = entry.as_record(env.container_id, env.ifname, env.netns)
+    with store.lock(record.device_key, lock_timeout):
+        outcome = giveback.give_back(record, env, store.root, look_in_pod=look_in_pod)
+        if outcome.restored or outcome.pod_alive:
+            with legacy.locked(store, lock_timeout):
+                legacy.forget(store, entry.device_id)
+            return "restored" if outcome.restored else "vanished"
+    return "kept"
+
+
+def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
+    return Env("DEL", record.container_id, "", record.ifname, {}, tuple(cni_path))
+
+
+def _node_has(name: str) -> bool:
+    try:
+        backend.ip_json([f"link show dev {name}"])
+        return True
+    except backend.CommandFailed as e:
+        if e.missing_device:
+            return False
+        raise
+
+
+def _sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
+           lock_timeout: float, max_orphan: float) -> list[str]:
+    errors = []
+    for record in records:
+        try:
+            what = release(store, record, _env_for(record, cni_path), lock_timeout, wait=0,
+                           max_orphan=max_orphan)
+            log.event(f"{record.attachment} ({record.device_key}): {what}")
+        except Exception as e:  # one bad attachment must not stop the others
+            errors.append(f"{record.attachment}: {e}")
+            log.error(f"{record.attachment}: {e}")
+    for entry in legacy.entries(store.root):
+        # Legacy entries name no pod: only a NIC already home is known to be released.
+        if not _node_has(entry.host_ifname):
+            continue
+        try:
+            env = Env("DEL", "legacy", "", entry.host_ifname, {}, tuple(cni_path))
+            what = release_legacy(store, entry, env, lock_timeout, look_in_pod=False)
+            log.event(f"legacy mapping {entry.device_id} ({entry.host_ifname}): {what}")
+        except Exception as e:
+            errors.append(f"legacy {entry.device_id}: {e}")
+            log.error(f"legacy {entry.device_id}: {e}")
+    return errors
+
+
+def valid_attachments(raw: Mapping[str, Any]) -> set[tuple[str, str]]:
+    key = next((k for k in VALID_KEYS if k in raw), None)
+    if key is None:
+        raise CniError(INVALID_CONFIG, f"GC needs {VALID_KEYS[0]}")
+    items = raw[key]
+    if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("containerID"), str)
+            and isinstance(i.get("ifname"), str) for i in items):
+        raise CniError(INVALID_CONFIG, f"invalid {key}: must be a list of "
+                       "{{containerID, ifname}} objects")
+    return {(i["containerID"], i["ifname"]) for i in items}
+
+
+def gc(env: Env, conf: NetConf, raw: Mapping[str, Any]) -> None:
+    """CNI 1.1 GC: restore and forget every attachment the runtime no longer knows."""
+    valid = valid_attachments(raw)
+    store = StateStore(conf.state_dir)
+    stale = [r for r in store.records() if (r.container_id, r.ifname) not in valid]
+    errors = _sweep(store, stale, env.path, conf.lock_timeout, MAX_ORPHAN_SECONDS)
+    if errors:
+        raise CniError(NETWORK_COMMAND_FAILED, f"GC finished with {len(errors)} errors",
+                       "; ".join(errors)[:1000])
+
+
+def reconcile_once(state_dir: str, cni_path: Sequence[str], max_orphan: float,
+                   lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[str]:
+    """Release attachments whose pod netns no longer exists (pods that died without a DEL,
+    or a node reboot); live pods are left alone."""
+    store = StateStore(state_dir)
+    orphans = [r for r in store.records() if not r.netns_alive()]
+    return _sweep(store, orphans, cni_path, lock_timeout, max_orphan)
+
+
+def reconcile_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="amd-host-device reconcile",
+                                description="Give back NICs of pods that died without a DEL.")
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    p.add_argument("--cni-path", default=os.environ.get("CNI_PATH", ""),
+                   help="where host-device is (colon list); the usual dirs are searched after")
+    p.add_argument("--interval", type=float, default=0.0,
+                   help="seconds between passes; 0 runs once and exits")
+    p.add_argument("--max-orphan-hours", type=float, default=MAX_ORPHAN_SECONDS / 3600)
+    args = p.parse_args(argv)
+    log.bind(cmd="RECONCILE")
+    path = [d for d in args.cni_path.split(":") if d]
+    while True:
+        errors = reconcile_once(args.state_dir, path, args.max_orphan_hours * 3600)
+        if args.interval <= 0:
+            return 1 if errors else 0
+        sys.stderr.flush()
+        time.sleep(args.interval)
