@@ -112,6 +112,16 @@ def _split_arrays(text: str, expected: int) -> list[list[dict[str, Any]]]:
     return arrays
 
 
+def link_exists(name: str, netns: str = "") -> bool:
+    try:
+        run(["ip", "link", "show", "dev", name], netns=netns)
+        return True
+    except CommandFailed as e:
+        if e.missing_device:
+            return False
+        raise
+
+
 @dataclass(frozen=True)
 class BatchFailure:
     line: str

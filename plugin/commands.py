@@ -60,13 +60,12 @@ def _delegate_conf(conf: NetConf, version: str, netdev: str,
 
 def _require_free_ifname(env: Env) -> None:
     try:
-        backend.run(["ip", "-j", "link", "show", "dev", env.ifname], netns=env.netns)
+        taken = backend.link_exists(env.ifname, netns=env.netns)
     except backend.CommandFailed as e:
-        if e.missing_device:
-            return
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot look into {env.netns}", str(e)) from None
-    raise CniError(INVALID_ENV, f"CNI_IFNAME: {env.ifname!r} already exists in the pod",
-                   env.netns)
+    if taken:
+        raise CniError(INVALID_ENV, f"CNI_IFNAME: {env.ifname!r} already exists in the pod",
+                       env.netns)
 
 
 def _settle_stale(store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
@@ -108,23 +107,13 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
     return entry.host_ifname
 
 
-def _on_node(netdev: str) -> bool:
-    try:
-        backend.ip_json([f"link show dev {netdev}"])
-        return True
-    except backend.CommandFailed as e:
-        if e.missing_device:
-            return False
-        raise
-
-
 def add(env: Env, conf: NetConf) -> Result:
     dev = device.resolve(conf.device_id, conf.device)
     log.bind(device=dev.key, netdev=dev.netdev)
     store = StateStore(conf.state_dir)
     with store.lock(dev.key, conf.lock_timeout):
         if (store.holder_of(dev.key) or store.load(env.container_id, env.ifname)):
-            if dev.pci_address == "" and not _on_node(dev.netdev):
+            if dev.pci_address == "" and not backend.link_exists(dev.netdev):
                 holder = store.holder_of(dev.key)
                 raise CniError(DEVICE_IN_USE, f"device {dev.netdev} is attached to "
                                f"{holder.attachment if holder else 'another pod'}")

@@ -53,8 +53,7 @@ def pci_dir(address: str) -> str:
 
 def _netdevs(address: str) -> list[str]:
     try:
-        return sorted(n for n in os.listdir(os.path.join(pci_dir(address), "net"))
-                      if valid_ifname(n))
+        return sorted(os.listdir(os.path.join(pci_dir(address), "net")))
     except FileNotFoundError:
         return []
 
@@ -78,14 +77,18 @@ def netdev_for_pci(address: str) -> str:
         raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: bound to {driver}",
                        "a userspace (DPDK/VFIO) driver has no netdev to move")
     deadline = time.monotonic() + APPEAR_SECONDS
-    names = _netdevs(address)
-    while not names and time.monotonic() < deadline:
+    raw = _netdevs(address)
+    while not raw and time.monotonic() < deadline:
         time.sleep(0.05)
-        names = _netdevs(address)
+        raw = _netdevs(address)
+    names = [n for n in raw if valid_ifname(n)]
     if not names:
         raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: no network interface",
                        f"{pci_dir(address)}/net is empty or missing: the NIC is not on the node "
                        "(already in a pod?) or its driver is not loaded")
+    if not names and raw:
+        raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: its netdev name {raw[0]!r} "
+                       "cannot be handled safely", "quotes, '#' and backslashes are refused")
     if len(names) > 1:
         log.event(f"PCI function {address} has several netdevs {names}; using {names[0]}")
     return names[0]

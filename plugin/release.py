@@ -80,16 +80,6 @@ def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
     return Env("DEL", record.container_id, "", record.ifname, {}, tuple(cni_path))
 
 
-def _node_has(name: str) -> bool:
-    try:
-        backend.ip_json([f"link show dev {name}"])
-        return True
-    except backend.CommandFailed as e:
-        if e.missing_device:
-            return False
-        raise
-
-
 def _sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
            lock_timeout: float, max_orphan: float) -> list[str]:
     errors = []
@@ -103,7 +93,7 @@ def _sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str]
             log.error(f"{record.attachment}: {e}")
     for entry in legacy.entries(store.root):
         # Legacy entries name no pod: only a NIC already home is known to be released.
-        if not _node_has(entry.host_ifname):
+        if not backend.link_exists(entry.host_ifname):
             continue
         try:
             env = Env("DEL", "legacy", "", entry.host_ifname, {}, tuple(cni_path))

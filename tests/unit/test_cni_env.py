@@ -61,3 +61,10 @@ def test_unsupported_versions(v):
     with pytest.raises(CniError) as e:
         require_supported(v)
     assert e.value.code == 1
+
+
+@pytest.mark.parametrize("name", ['a#b', 'a"b', "a'b", "a\\b"])
+def test_names_ip_batch_would_misparse_are_refused(name):
+    with pytest.raises(CniError) as e:
+        parse_env({**BASE, "CNI_IFNAME": name})
+    assert e.value.code == 4
