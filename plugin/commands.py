@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from plugin import backend, delegate, device, giveback, legacy, log, release
+from plugin import backend, delegate, device, giveback, legacy, log, release, routes
 from plugin.cni import Env, version_key
 from plugin.config import NetConf
 from plugin.errors import (
@@ -55,6 +55,13 @@ def _delegate_conf(conf: NetConf, version: str, netdev: str,
     elif snapshot.addresses:
         out["ipam"] = {"type": "static",
                        "addresses": [{"address": a.cidr} for a in snapshot.addresses]}
+        if conf.injections:
+            injected, skipped = routes.derive(snapshot.addresses, conf.injections)
+            for why in skipped:
+                log.warn(f"no injected route for {why}")
+            if injected:
+                out["ipam"]["routes"] = [{"dst": r.dst, "gw": r.gw} for r in injected]
+                log.event("injecting routes " + ", ".join(f"{r.dst} via {r.gw}" for r in injected))
     return out
 
 
@@ -110,6 +117,8 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
 def add(env: Env, conf: NetConf) -> Result:
     dev = device.resolve(conf.device_id, conf.device)
     log.bind(device=dev.key, netdev=dev.netdev)
+    for warning in conf.warnings:
+        log.warn(warning)
     store = StateStore(conf.state_dir)
     with store.lock(dev.key, conf.lock_timeout):
         if (store.holder_of(dev.key) or store.load(env.container_id, env.ifname)):

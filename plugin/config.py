@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from plugin import routes
 from plugin.cni import require_supported
 from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
+from plugin.routes import Injection
 
 DEFAULT_STATE_DIR = "/var/lib/cni/amd-host-device"
 DEFAULT_LOCK_TIMEOUT = 20.0
@@ -30,6 +32,8 @@ class NetConf:
     allow_default_route: bool
     lock_timeout: float
     prev_result: Mapping[str, Any] | None
+    injections: tuple[Injection, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def decode(stdin: bytes) -> dict[str, Any]:
@@ -99,5 +103,6 @@ def parse_netconf(obj: Mapping[str, Any]) -> NetConf:
     prev = obj.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise _invalid("prevResult", prev, "must be an object")
+    injections, warnings = routes.parse(obj)
     return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam,
-                   os.path.normpath(state_dir), allow, float(timeout), prev)
+                   os.path.normpath(state_dir), allow, float(timeout), prev, injections, warnings)
