@@ -4,10 +4,16 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 PLUGIN := $(VENV)/bin/amd-host-device
-APT_PACKAGES := iproute2 ethtool containernetworking-plugins iputils-ping util-linux python3-venv
+APT_PACKAGES := iproute2 ethtool containernetworking-plugins iputils-ping util-linux python3-venv \
+                patchelf podman buildah runc debootstrap
 PYTEST_ARGS ?=
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= localhost/amd-host-device:$(VERSION)
+BASE_IMAGE ?= localhost/amd-host-device-base:bookworm
+export CONTAINERS_CONF := $(CURDIR)/hack/containers.conf
 
-.PHONY: setup apt venv test unit integration lint demo bench clean
+.PHONY: setup apt venv test unit integration lint demo bench clean wheels bundle base-image \
+        image test-image test-installed
 
 setup: apt venv
 
@@ -39,9 +45,43 @@ unit: setup
 integration: setup
 	$(VENV)/bin/pytest -q tests/integration $(PYTEST_ARGS)
 
-# Every test: lint, unit, integration (root, namespaces, the real host-device).
+# Every test: lint, unit, property, integration (root, namespaces, the real host-device),
+# the image (build, install, upgrade), and the integration suite again against the binary
+# the image installed.
 test: setup lint
-	$(VENV)/bin/pytest -q tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q tests/unit tests/property tests/integration $(PYTEST_ARGS)
+	$(MAKE) test-image test-installed
+
+# Our wheel plus pinned sh and tenacity: the image build installs these offline.
+wheels: setup
+	rm -rf build/wheels && mkdir -p build/wheels
+	$(VPY) -m pip wheel -q --no-deps -w build/wheels .
+	$(VPY) -m pip download -q --no-deps -d build/wheels \
+	  "sh==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("sh"))')" \
+	  "tenacity==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("tenacity"))')"
+
+# The frozen bundle, built on this machine (what the image ships, for benchmarks).
+bundle: wheels
+	$(VPY) container/freeze.py --out build/bundle --delegates /usr/lib/cni --wheels build/wheels
+
+base-image: setup
+	BASE_IMAGE=$(BASE_IMAGE) hack/make-base-image.sh
+
+image: base-image wheels
+	$(VENV)/bin/hadolint Dockerfile
+	buildah bud --quiet --isolation chroot --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg VERSION=$(VERSION) -t $(IMAGE) -f Dockerfile .
+
+test-image: image
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) $(VENV)/bin/pytest -q tests/image $(PYTEST_ARGS)
+
+# The integration suite once more, against the plugin as the image installs it on a node.
+test-installed: image
+	@host=$$(mktemp -d /var/tmp/ahd-installed.XXXXXX); \
+	podman run --rm --network none -v $$host:/host/opt/cni/bin $(IMAGE) \
+	  --host-dir /host/opt/cni/bin --node-dir $$host \
+	&& AMD_HOST_DEVICE_PLUGIN=$$host/amd-host-device $(VENV)/bin/pytest -q tests/integration $(PYTEST_ARGS); \
+	rc=$$?; rm -rf $$host; exit $$rc
 
 demo: setup
 	$(VPY) hack/demo.py

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-from typing import Any
 
 from plugin.errors import DECODE_FAILURE, INTERNAL, CniError
 
@@ -18,7 +17,7 @@ SUPPORTED = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 NEWEST = SUPPORTED[-1]
 
 
-def _reply(obj: dict[str, Any]) -> None:
+def _reply(obj: dict[str, object]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
@@ -48,7 +47,7 @@ def _on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def dispatch(command: str, stdin: bytes) -> dict[str, Any] | None:
+def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     from plugin import commands, log
     from plugin.cni import parse_env
     from plugin.config import decode, parse_netconf

@@ -40,7 +40,10 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
         store.remove(record)
         return "vanished"
     now = time.time()
-    if record.orphaned_since and now - record.orphaned_since >= max_orphan:
+    # A /proc/<pid>/ns/net path cannot be judged from another PID namespace (the reconcile
+    # container's): never expire those; DEL and GC still handle them.
+    expirable = not record.netns.startswith("/proc/")
+    if expirable and record.orphaned_since and now - record.orphaned_since >= max_orphan:
         log.warn(f"{record.snapshot.name} of {record.attachment} has not come home in "
                  f"{max_orphan / 3600:g} h; forgetting it")
         store.remove(record)

@@ -1,0 +1,150 @@
+"""The image, run as the DaemonSet's init container would: against a temporary host dir.
+
+Needs podman (with hack/containers.conf) and the image built by `make image`."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from simnode import SimNode
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("IMAGE", "localhost/amd-host-device:0.1.0")
+BASE = os.environ.get("BASE_IMAGE", "localhost/amd-host-device-base:bookworm")
+os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "hack" / "containers.conf"))
+
+
+def podman(*args, check=True):
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check,
+                          timeout=600)
+
+
+def install(host, image=IMAGE, mount_opts="", *extra):
+    return podman("run", "--rm", "--network", "none", "-v", f"{host}:/host/opt/cni/bin{mount_opts}",
+                  image, "--host-dir", "/host/opt/cni/bin", "--node-dir", str(host), *extra,
+                  check=False)
+
+
+@pytest.fixture
+def host(tmp_path):
+    d = tmp_path / "opt-cni-bin"
+    d.mkdir()
+    return d
+
+
+def version_of(binary):
+    p = subprocess.run([str(binary)], input=b'{"cniVersion":"1.1.0"}', capture_output=True,
+                       env={"CNI_COMMAND": "VERSION", "PATH": "/usr/sbin:/usr/bin"}, check=False)
+    return json.loads(p.stdout)
+
+
+def test_labels_and_tag_match_the_project():
+    labels = json.loads(podman("image", "inspect", IMAGE).stdout)[0]["Labels"]
+    version = IMAGE.rsplit(":", 1)[1]
+    assert labels["org.opencontainers.image.version"] == version
+    assert labels["org.opencontainers.image.source"]
+    text = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{version}"' in text
+
+
+def test_init_container_installs_the_plugin_and_missing_delegates(host):
+    out = install(host)
+    assert out.returncode == 0, out.stderr
+    link = host / "amd-host-device"
+    assert link.is_symlink() and os.readlink(link).startswith(".amd-host-device-")
+    assert version_of(link)["supportedVersions"][-1] == "1.1.0"
+    for d in ("host-device", "static", "sbr"):
+        assert os.access(host / d, os.X_OK)
+    assert "installed amd-host-device" in out.stderr
+    assert not [n for n in os.listdir(host) if ".tmp" in n or ".probe" in n or ".link-" in n]
+
+
+def test_a_second_run_changes_nothing_and_says_so(host):
+    assert install(host).returncode == 0
+    before = {p: p.lstat().st_mtime_ns for p in host.rglob("*")}
+    again = install(host)
+    assert again.returncode == 0 and "nothing changed" in again.stderr
+    assert {p: p.lstat().st_mtime_ns for p in host.rglob("*")} == before
+
+
+def test_the_nodes_own_delegates_are_never_overwritten(host):
+    mine = host / "host-device"
+    mine.write_text("#!/bin/sh\necho node's own\n")
+    mine.chmod(0o755)
+    out = install(host)
+    assert out.returncode == 0 and "node has its own host-device" in out.stderr
+    assert mine.read_text() == "#!/bin/sh\necho node's own\n"
+
+
+def test_runs_on_a_node_without_python(host):
+    assert install(host).returncode == 0
+    assert podman("run", "--rm", BASE, "sh", "-c", "command -v python3", check=False).returncode != 0
+    out = podman("run", "--rm", "--network", "none", "-v", f"{host}:{host}",
+                 "-e", "CNI_COMMAND=VERSION", "--entrypoint", str(host / "amd-host-device"), BASE,
+                 check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["supportedVersions"]
+
+
+@pytest.mark.parametrize("case", ["missing", "read-only"])
+def test_failures_exit_non_zero_with_a_reason(host, case):
+    if case == "missing":
+        out = podman("run", "--rm", "--network", "none", IMAGE, "--host-dir", "/host/opt/cni/bin",
+                     check=False)
+        word = "does not exist"
+    else:
+        out = install(host, IMAGE, ":ro")
+        word = "read-only"
+    assert out.returncode != 0 and word in out.stderr, out.stderr
+    assert os.listdir(host) == []
+
+
+@pytest.fixture(scope="module")
+def second_image():
+    """A second build (another version) to upgrade to."""
+    tag = IMAGE.rsplit(":", 1)[0] + ":upgrade-test"
+    subprocess.run(["buildah", "bud", "--quiet", "--isolation", "chroot", "--build-arg",
+                    f"BASE_IMAGE={BASE}", "--build-arg", "VERSION=0.1.0+upgrade", "-t", tag,
+                    "-f", str(ROOT / "Dockerfile"), str(ROOT)], check=True, capture_output=True,
+                   timeout=900)
+    yield tag
+    podman("rmi", "-f", tag, check=False)
+
+
+def test_upgrade_while_the_old_binary_is_executing(host, tmp_path, second_image):
+    assert install(host).returncode == 0
+    old = os.readlink(host / "amd-host-device")
+    stale = host / ".amd-host-device-0.0.1-000000000000"
+    stale.mkdir()
+    # a delegate that takes its time, so the old plugin is mid-ADD during the upgrade
+    cni = tmp_path / "slow-cni"
+    cni.mkdir()
+    (cni / "host-device").write_text("#!/bin/sh\nsleep 2\nexec /usr/lib/cni/host-device\n")
+    (cni / "host-device").chmod(0o755)
+    shutil.copy("/usr/lib/cni/static", cni / "static")
+    with SimNode() as node:
+        nic = node.add_nic(1)
+        pod = node.netns_path(node.add_pod())
+        node.plugin = str(host / "amd-host-device")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(call=node.cni(
+            "ADD", node.conf(nic.pci), "c1", pod, "net1", cni_path=str(cni),
+            extra_env={"AMD_HOST_DEVICE_FALLBACK_DIRS": ""})))
+        t.start()
+        time.sleep(0.7)
+        up = install(host, second_image)
+        t.join()
+        assert up.returncode == 0 and "replacing" in up.stderr, up.stderr
+        assert result["call"].rc == 0, result["call"].stdout + result["call"].stderr
+        new = os.readlink(host / "amd-host-device")
+        assert new != old and "0.1.0+upgrade" in new
+        assert (host / old.split("/")[0]).is_dir()  # the previous version is kept
+        assert not stale.exists()                    # older ones are pruned
+        delete = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
+        assert delete.rc == 0, delete.stdout
+        assert node.addresses(node.node, nic.name) == {nic.v4, nic.v6}

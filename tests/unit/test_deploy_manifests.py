@@ -1,0 +1,73 @@
+"""The deployment manifests parse, carry what a cluster needs, and name the image the
+Makefile builds."""
+
+import json
+import pathlib
+import re
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "hack" / "deploy"
+
+
+def docs(name):
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def makefile_image():
+    make = (ROOT / "Makefile").read_text()
+    version = re.search(r'^version = "(.*)"', (ROOT / "pyproject.toml").read_text(), re.M)[1]
+    image = re.search(r"^IMAGE \?= (\S+)", make, re.M)[1]
+    return image.replace("$(VERSION)", version)
+
+
+def test_daemonset():
+    ds = next(d for d in docs("daemonset.yaml") if d["kind"] == "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    assert ds["spec"]["selector"]["matchLabels"] == ds["spec"]["template"]["metadata"]["labels"]
+    assert spec["hostNetwork"] is True and spec["tolerations"] and spec["nodeSelector"]
+    init, = spec["initContainers"]
+    main, = spec["containers"]
+    for c in (init, main):
+        assert c["image"] == makefile_image()
+        assert c["resources"]["limits"] and c["resources"]["requests"]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert "privileged" not in c["securityContext"]
+    assert init["args"][:2] == ["--host-dir", "/host/opt/cni/bin"]
+    assert "reconcile" in main["command"]
+    assert main["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+    assert volumes["cni-bin"] == "/opt/cni/bin"
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"] + main["volumeMounts"]}
+    assert mounts["cni-bin"] == "/host/opt/cni/bin"
+    assert mounts["state"] == volumes["state"] == "/var/lib/cni/amd-host-device"
+
+
+def test_nads_for_nic_and_vnic():
+    for name, resource in (("nad-nic.yaml", "amd.com/nic"), ("nad-vnic.yaml", "amd.com/vnic")):
+        nad, = docs(name)
+        assert nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"] == resource
+        config = json.loads(nad["spec"]["config"])
+        assert config["type"] == "amd-host-device" and config["name"] == nad["metadata"]["name"]
+
+
+def test_seed_pod_lists_the_same_nad_twice_and_asks_for_two_nics():
+    pod, = docs("pod.yaml")
+    nets = [n.strip() for n in pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"]
+            .split(",")]
+    assert nets == ["amd-host-device-nad-nic"] * 2
+    nad, = docs("nad-nic.yaml")
+    assert nad["metadata"]["name"] == nets[0]
+    res = pod["spec"]["containers"][0]["resources"]
+    assert res["requests"]["amd.com/nic"] == res["limits"]["amd.com/nic"] == 2
+
+
+def test_sriov_device_plugin_selects_amd_nics():
+    cm, = docs("sriov-device-plugin-config.yaml")
+    resources = json.loads(cm["data"]["config.json"])["resourceList"]
+    names = {f"{r['resourcePrefix']}/{r['resourceName']}" for r in resources}
+    assert names == {"amd.com/nic", "amd.com/vnic"}
+    for r in resources:
+        assert r["selectors"]["vendors"] == ["1dd8"] and r["selectors"]["drivers"] == ["ionic"]
