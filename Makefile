@@ -86,8 +86,8 @@ test-installed: image
 demo: setup
 	$(VPY) hack/demo.py
 
-bench: setup
-	$(VPY) hack/bench.py
+bench: bundle
+	$(VPY) hack/bench.py --plugin build/bundle/bin/amd-host-device
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results

@@ -41,7 +41,7 @@ DYNLOAD_SKIP = ("_sqlite3", "_dbm", "_gdbm", "readline", "_curses", "_curses_pan
                 "ossaudiodev", "xxlimited", "_xxtestfuzz", "_testcapi", "_testinternalcapi",
                 "_testbuffer", "_testimportmultiple", "_testmultiphase", "_ctypes_test",
                 "_test", "audioop", "_codecs_")
-ENTRY = "from plugin.main import main\nimport sys\nsys.exit(main())\n"
+ENTRY = "from plugin.main import run\nrun()\n"
 
 
 def run(*argv: str) -> str:

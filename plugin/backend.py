@@ -8,6 +8,7 @@ tenacity only loads when a command actually failed in a way worth retrying.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from plugin import log
-from plugin.shloader import load_sh
+from plugin.imports import load_sh
 
 # Failures that go away by themselves: the kernel or another agent is busy with the device.
 _TRANSIENT = ("Device or resource busy", "Resource temporarily unavailable",
               "No buffer space available", "Try again", "Cannot allocate memory")
-_MISSING = ("Cannot find device", "does not exist", "No such device")
+MISSING = ("Cannot find device", "does not exist", "No such device")
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
 RETRY_ATTEMPTS = 5
 RETRY_SECONDS = 3.0
@@ -36,12 +37,12 @@ class CommandFailed(Exception):
         self.stderr = stderr
 
     def transient(self, missing_is_transient: bool = False) -> bool:
-        markers = _TRANSIENT + (_MISSING if missing_is_transient else ())
+        markers = _TRANSIENT + (MISSING if missing_is_transient else ())
         return any(m in self.stderr for m in markers)
 
     @property
     def missing_device(self) -> bool:
-        return any(m in self.stderr for m in _MISSING)
+        return any(m in self.stderr for m in MISSING)
 
 
 def _run_once(argv: Sequence[str], stdin: str | None) -> str:
@@ -55,7 +56,8 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
         proc = cmd(*argv[1:], _in=stdin, _tty_out=False, _return_cmd=True, _encoding="utf-8")
     except sh.ErrorReturnCode as e:
         raise CommandFailed(argv, e.exit_code, e.stderr.decode("utf-8", "replace")) from None
-    log.timing(argv, time.monotonic() - started)
+    finally:
+        log.timing(argv, time.monotonic() - started)
     return str(proc.stdout.decode("utf-8", "replace"))
 
 
@@ -78,10 +80,24 @@ def with_retries(fn: Callable[[], T], missing_is_transient: bool = False) -> T:
     return retrying(fn)
 
 
+_NAMED_NETNS_DIRS = ("/var/run/netns", "/run/netns")
+
+
+def in_netns(argv: Sequence[str], netns: str) -> list[str]:
+    """argv run inside the netns at path `netns`: `ip -n NAME` for the named netns that
+    containerd and CRI-O create (one process), else through nsenter."""
+    if not netns:
+        return list(argv)
+    directory, name = os.path.split(netns)
+    if argv[0] == "ip" and directory in _NAMED_NETNS_DIRS and name and not name.startswith("-"):
+        return ["ip", "-n", name, *argv[1:]]
+    return ["nsenter", f"--net={netns}", *argv]
+
+
 def run(argv: Sequence[str], stdin: str | None = None, netns: str = "",
         missing_is_transient: bool = False) -> str:
     """Run a command, inside the network namespace at path `netns` when given."""
-    full = (["nsenter", f"--net={netns}", *argv] if netns else list(argv))
+    full = in_netns(argv, netns)
     return with_retries(lambda: _run_once(full, stdin), missing_is_transient)
 
 
@@ -124,6 +140,8 @@ def link_exists(name: str, netns: str = "") -> bool:
 
 @dataclass(frozen=True)
 class BatchFailure:
+    """One `ip -batch` line that failed, and what ip said."""
+
     line: str
     message: str
 
@@ -145,6 +163,8 @@ def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
 
 @dataclass(frozen=True)
 class DriverInfo:
+    """What `ethtool -i` reports: the kernel's view of the NIC's driver and bus."""
+
     driver: str
     bus_info: str
 

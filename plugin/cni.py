@@ -59,6 +59,8 @@ def parse_cni_args(raw: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Env:
+    """The runtime's CNI_* variables, validated for the command at hand."""
+
     command: str
     container_id: str
     netns: str

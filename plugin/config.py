@@ -6,14 +6,16 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plugin import routes
 from plugin.cni import require_supported
 from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
-from plugin.routes import Injection
+
+if TYPE_CHECKING:
+    from plugin.routes import Injection
 
 DEFAULT_STATE_DIR = "/var/lib/cni/amd-host-device"
+_ROUTE_KEY_PREFIXES = ("nexthopNetAddrOffset", "routeDstPrefixLen")  # see plugin/routes.py
 DEFAULT_LOCK_TIMEOUT = 20.0
 MAX_LOCK_TIMEOUT = 300.0
 # host-device's other selectors: we select by PCI address or netdev name only, and a key we
@@ -23,6 +25,8 @@ _UNSUPPORTED_SELECTORS = ("hwaddr", "kernelpath")
 
 @dataclass(frozen=True)
 class NetConf:
+    """The NAD as we use it: every key validated, defaults filled in."""
+
     cni_version: str
     name: str
     device_id: str          # PCI address as given (runtimeConfig.deviceID > deviceID > pciBusID)
@@ -103,6 +107,11 @@ def parse_netconf(obj: Mapping[str, Any]) -> NetConf:
     prev = obj.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise _invalid("prevResult", prev, "must be an object")
-    injections, warnings = routes.parse(obj)
+    injections: tuple[Injection, ...] = ()
+    warnings: tuple[str, ...] = ()
+    if any(k.startswith(_ROUTE_KEY_PREFIXES) for k in obj):
+        from plugin import routes
+
+        injections, warnings = routes.parse(obj)
     return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam,
                    os.path.normpath(state_dir), allow, float(timeout), prev, injections, warnings)

@@ -29,6 +29,8 @@ _PASS_THROUGH = {3, 4, 5, 11}
 
 @dataclass(frozen=True)
 class Delegate:
+    """The host-device binary found, and the CNI versions it speaks."""
+
     path: str
     versions: tuple[str, ...]
 
@@ -68,8 +70,9 @@ def find(cni_path: Sequence[str]) -> str:
 
 def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run([path], input=stdin, env=dict(env), capture_output=True,
-                              timeout=TIMEOUT_SECONDS, check=False)
+        with log.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"):
+                return subprocess.run([path], input=stdin, env=dict(env), capture_output=True,
+                                  timeout=TIMEOUT_SECONDS, check=False)
     except subprocess.TimeoutExpired:
         raise CniError(DELEGATE_FAILED, f"{PLUGIN} did not answer in {TIMEOUT_SECONDS:g}s") from None
     except OSError as e:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from plugin import backend, log
 from plugin.cni import valid_ifname
-from plugin.errors import INVALID_CONFIG, NETWORK_COMMAND_FAILED, CniError
+from plugin.errors import INVALID_CONFIG, CniError
 
 SYSFS_ENV = "AMD_HOST_DEVICE_SYSFS"
 _PCI_FULL = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
@@ -25,6 +25,8 @@ APPEAR_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Device:
+    """The NIC an attachment asks for, as found on the node."""
+
     key: str        # what state is indexed by: the PCI address, or "name:<netdev>"
     netdev: str     # its name on the node now
     pci_address: str
@@ -97,19 +99,19 @@ def netdev_for_pci(address: str) -> str:
 def resolve(device_id: str, device_name: str) -> Device:
     """PCI address first (what the device plugin allocated), else a netdev name."""
     if device_id:
+        # sysfs already says both driver and bus here: the netdev was found under the PCI
+        # function's own directory. ethtool would only repeat it (at a process per ADD).
         address = normalize_pci(device_id)
-        netdev = netdev_for_pci(address)
-        info = backend.ethtool_driver(netdev)
-        if info and _PCI_FULL.fullmatch(info.bus_info) and info.bus_info.lower() != address:
-            raise CniError(NETWORK_COMMAND_FAILED,
-                           f"sysfs and ethtool disagree about {netdev}",
-                           f"sysfs: {address}, ethtool bus-info: {info.bus_info}")
-        return Device(address, netdev, address, info.driver if info else _driver(address))
+        return Device(address, netdev_for_pci(address), address, _driver(address))
     if device_name:
         if not valid_ifname(device_name):
             raise CniError(INVALID_CONFIG, f"invalid device={device_name[:64]!r}: not an "
                            "interface name")
-        return Device(f"name:{device_name}", device_name, "", "")
+        # A name says nothing about the hardware: ethtool tells the driver and the PCI
+        # function, so the NIC is locked and indexed by its PCI address like any other.
+        info = backend.ethtool_driver(device_name)
+        bus = info.bus_info.lower() if info and _PCI_FULL.fullmatch(info.bus_info) else ""
+        return Device(bus or f"name:{device_name}", device_name, bus, info.driver if info else "")
     raise CniError(INVALID_CONFIG, "no device to attach: deviceID, pciBusID, "
                    "runtimeConfig.deviceID and device are all missing",
                    "Multus injects deviceID/pciBusID when the NAD has "

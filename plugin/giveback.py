@@ -24,6 +24,8 @@ RETURN_WAIT_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Link:
+    """A link found by name or MAC, in the pod or on the node."""
+
     name: str
     mac: str
 
@@ -92,6 +94,8 @@ def _wait_on_node(record: Record, seconds: float) -> Link | None:
 
 @dataclass(frozen=True)
 class Outcome:
+    """Whether the NIC was restored, and whether its pod netns still exists."""
+
     restored: bool
     pod_alive: bool
 
@@ -122,6 +126,9 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
             delegate.run(hd, "DEL", env, in_pod.name, netns, conf)
             log.event(f"host-device returned {in_pod.name} from {netns}")
             mac = in_pod.mac
+            # host-device renamed it back from its alias: no need to look it up again.
+            restore(record, Link(record.snapshot.name, mac), fallback=True)
+            return Outcome(True, True)
     link = _node_link(record, mac) if netns or not look_in_pod else _wait_on_node(record, wait)
     if link is None:
         return Outcome(False, bool(netns))
@@ -129,10 +136,17 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
     return Outcome(True, bool(netns))
 
 
-def restore(record: Record, link: Link) -> None:
-    """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged."""
+def restore(record: Record, link: Link, fallback: bool = False) -> None:
+    """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
+    fallback: `link` is where the NIC should be; if it is not, find it by MAC and retry."""
     snap = record.snapshot
     failures = backend.ip_batch(snap.restore_lines(link.name, link.mac))
+    if fallback and failures and any(m in failures[0].message for m in backend.MISSING):
+        found = _node_link(record, link.mac)
+        if found is None:
+            raise CniError(NETWORK_COMMAND_FAILED, f"{snap.name} is not on the node after "
+                           "host-device gave it back")
+        failures = backend.ip_batch(snap.restore_lines(found.name, found.mac))
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
     if any(" name " in f.line for f in failures if f.line.startswith("link set")):

@@ -10,7 +10,6 @@ each one once its NIC is restored. The file is rewritten atomically under its ow
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ LOCK_KEY = "legacy-ip-interface-mappings"
 
 @dataclass(frozen=True)
 class LegacyEntry:
+    """One attachment recorded by AMD's Go plugin."""
+
     device_id: str
     host_ifname: str
     addresses: tuple[str, ...]
@@ -35,6 +36,8 @@ class LegacyEntry:
 
     def as_record(self, container_id: str, ifname: str, netns: str) -> Record:
         """What we would have recorded: no MAC, no MTU, no routes (the Go plugin kept none)."""
+        import ipaddress
+
         addrs = []
         for cidr in self.addresses:
             try:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 _context: dict[str, str] = {}
 _timings: list[tuple[str, float]] = []
+
 _PROFILE = bool(os.environ.get("AMD_HOST_DEVICE_PROFILE"))
 
 
@@ -35,14 +36,60 @@ def error(msg: str) -> None:
     sys.stderr.write(_line("error", msg))
 
 
+class _Span:
+    """Adds the time spent inside `with span(bucket):` to the profile (when profiling)."""
+
+    __slots__ = ("bucket", "started")
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        record(self.bucket, time.perf_counter() - self.started)
+
+
+class _NoSpan:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
+def span(bucket: str) -> _Span | _NoSpan:
+    return _Span(bucket) if _PROFILE else _NO_SPAN
+
+
+def record(bucket: str, seconds: float) -> None:
+    if _PROFILE:
+        _timings.append((bucket, seconds))
+
+
 def timing(argv: Sequence[str], seconds: float) -> None:
-    """Per-command cost, printed only when profiling (make bench)."""
+    """Per-command cost, kept only when profiling (make bench)."""
     if _PROFILE:
-        name = " ".join(a for a in argv[:4] if not a.startswith("--net="))
-        _timings.append((name, seconds))
-        sys.stderr.write(_line("profile", f"cmd={name!r} ms={seconds * 1000:.2f}"))
+        words = [a for a in argv if not a.startswith("--net=")]
+        if words and words[0] == "nsenter":
+            words = ["nsenter", *words[1:]]
+        record("cmd " + " ".join(words[:4]), seconds)
 
 
-def mark(label: str, since: float) -> None:
+def dump(total: float) -> None:
+    """One stderr line with where the time went: `profile {json}`."""
     if _PROFILE:
-        sys.stderr.write(_line("profile", f"phase={label} ms={(time.monotonic() - since) * 1000:.2f}"))
+        import json
+
+        buckets: dict[str, float] = {}
+        for bucket, seconds in _timings:
+            buckets[bucket] = buckets.get(bucket, 0.0) + seconds * 1000
+        buckets["total in process"] = total * 1000
+        sys.stderr.write("amd-host-device profile " + json.dumps(buckets) + "\n")

@@ -20,6 +20,8 @@ _SKIP_TYPES = ("local", "broadcast", "multicast", "anycast")
 
 @dataclass(frozen=True)
 class Address:
+    """An address as the kernel reported it, with what `ip addr add` needs back."""
+
     family: str                 # "inet" | "inet6"
     local: str
     prefixlen: int
@@ -52,6 +54,8 @@ class Address:
 
 @dataclass(frozen=True)
 class RouteEntry:
+    """A route through the NIC, in any table, as the kernel reported it."""
+
     family: str
     dst: str
     gateway: str = ""

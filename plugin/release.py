@@ -11,7 +11,6 @@ One rule for all three. Under the device's lock, give the NIC back; then
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -142,6 +141,8 @@ def reconcile_once(state_dir: str, cni_path: Sequence[str], max_orphan: float,
 
 
 def reconcile_main(argv: Sequence[str]) -> int:
+    import argparse
+
     p = argparse.ArgumentParser(prog="amd-host-device reconcile",
                                 description="Give back NICs of pods that died without a DEL.")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR)

@@ -12,6 +12,8 @@ from plugin.errors import DECODE_FAILURE, CniError
 
 @dataclass(frozen=True)
 class Interface:
+    """A result interface; mtu and pciID exist only in 1.1.0 results."""
+
     name: str
     mac: str = ""
     sandbox: str = ""
@@ -21,6 +23,8 @@ class Interface:
 
 @dataclass(frozen=True)
 class IPConfig:
+    """A result address; its family decides the 0.3.x `version` field."""
+
     address: str
     gateway: str = ""
     interface: int | None = None
@@ -32,6 +36,8 @@ class IPConfig:
 
 @dataclass(frozen=True)
 class Route:
+    """A result route; the 1.1.0-only fields are dropped for older readers."""
+
     dst: str
     gw: str = ""
     # 1.1.0 only; dropped when writing older versions.
@@ -42,6 +48,8 @@ class Route:
 
 @dataclass(frozen=True)
 class DNS:
+    """Result DNS settings, passed through from the delegate."""
+
     nameservers: tuple[str, ...] = ()
     domain: str = ""
     search: tuple[str, ...] = ()
@@ -50,6 +58,8 @@ class DNS:
 
 @dataclass(frozen=True)
 class Result:
+    """A CNI result, independent of the version it was read in or is written in."""
+
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()

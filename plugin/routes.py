@@ -9,7 +9,6 @@ cannot be derived for one address is skipped with a reason, never guessed.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,8 @@ _BITS = {4: 32, 6: 128}
 
 @dataclass(frozen=True)
 class Injection:
+    """One family's route injection as the NAD asks for it."""
+
     version: int        # 4 | 6
     offset: int
     dst_prefix: int
@@ -31,6 +32,8 @@ class Injection:
 
 @dataclass(frozen=True)
 class InjectedRoute:
+    """A route for the pod's static IPAM."""
+
     dst: str
     gw: str
 
@@ -69,6 +72,8 @@ def parse(conf: Mapping[str, Any]) -> tuple[tuple[Injection, ...], tuple[str, ..
 def derive(addresses: Iterable[Address], injections: Iterable[Injection]
            ) -> tuple[list[InjectedRoute], list[str]]:
     """Routes for the pod's static IPAM, and why any address was skipped."""
+    import ipaddress
+
     routes: list[InjectedRoute] = []
     skipped: list[str] = []
     for inj in injections:

@@ -34,6 +34,8 @@ PHASE_ATTACHED = "attached"  # host-device succeeded: the NIC is in the pod
 
 @dataclass(frozen=True)
 class Record:
+    """Everything DEL needs to give one attachment's NIC back."""
+
     container_id: str
     ifname: str
     device_key: str
@@ -119,6 +121,7 @@ class StateStore:
     @contextlib.contextmanager
     def lock(self, device_key: str, timeout: float) -> Iterator[None]:
         """Exclusive per-device lock with a bounded wait: a stuck holder yields code 11."""
+        started = time.perf_counter()
         self.ensure()
         path = os.path.join(self._locks, self._safe_key(device_key) + ".lock")
         try:
@@ -140,22 +143,25 @@ class StateStore:
                                    f"another ADD/DEL held its lock for more than {timeout:g}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
+            log.record("state I/O (lock)", time.perf_counter() - started)
             yield
         finally:
             os.close(fd)  # closing releases the flock
 
     # -- records ------------------------------------------------------------------------------
-    def write_file(self, path: str, data: bytes) -> None:
+    def write_file(self, path: str, data: bytes, durable: bool = True) -> None:
         tmp = f"{path}.tmp.{os.getpid()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.write(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            self._fsync_dir(os.path.dirname(path))
+            if durable:
+                self._fsync_dir(os.path.dirname(path))
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -169,11 +175,16 @@ class StateStore:
         finally:
             os.close(fd)
 
-    def save(self, record: Record) -> None:
-        """Write the record, then point the device index at it."""
+    def save(self, record: Record, durable: bool = True) -> None:
+        """Write the record, then point the device index at it. durable=False skips the
+        fsyncs (still atomic): for updates whose loss a later DEL survives anyway."""
+        with log.span("state I/O"):
+            self._save(record, durable)
+
+    def _save(self, record: Record, durable: bool) -> None:
         self.ensure()
         path = self._record_path(record.container_id, record.ifname)
-        self.write_file(path, json.dumps(record.to_json(), sort_keys=True).encode())
+        self.write_file(path, json.dumps(record.to_json(), sort_keys=True).encode(), durable)
         index = os.path.join(self._devices, self._safe_key(record.device_key))
         target = os.path.relpath(path, self._devices)
         try:
@@ -192,6 +203,10 @@ class StateStore:
             raise _io_error("cannot write device index", e) from None
 
     def _load(self, path: str) -> Record | None:
+        with log.span("state I/O"):
+            return self._read(path)
+
+    def _read(self, path: str) -> Record | None:
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -222,6 +237,10 @@ class StateStore:
         return self._load(os.path.join(self._devices, target))
 
     def remove(self, record: Record) -> None:
+        with log.span("state I/O"):
+            self._remove(record)
+
+    def _remove(self, record: Record) -> None:
         path = self._record_path(record.container_id, record.ifname)
         index = os.path.join(self._devices, self._safe_key(record.device_key))
         try:

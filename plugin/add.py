@@ -1,36 +1,27 @@
-"""The command handlers: ADD, DEL, CHECK and STATUS.
+"""ADD: record the NIC's configuration, then let host-device move it into the pod.
 
-ADD records the NIC's configuration before host-device moves it and rolls back on any failure;
-DEL gives the NIC back with that configuration. A device's lock is held from the first look at
-the NIC to the last write of its record.
+The record is on disk before the NIC leaves the node, and any failure after that rolls back,
+so there is no moment at which a crash loses the node's configuration. The device's lock is
+held from the first look at the NIC to the last write of its record.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from plugin import backend, delegate, device, giveback, legacy, log, release, routes
-from plugin.cni import Env, version_key
+from plugin import backend, delegate, device, log
+from plugin.cni import Env
 from plugin.config import NetConf
-from plugin.errors import (
-    CHECK_FAILED,
-    DEVICE_IN_USE,
-    INCOMPATIBLE_VERSION,
-    INVALID_CONFIG,
-    INVALID_ENV,
-    NETWORK_COMMAND_FAILED,
-    NOT_AVAILABLE,
-    CniError,
-)
+from plugin.errors import DEVICE_IN_USE, INVALID_CONFIG, INVALID_ENV, NETWORK_COMMAND_FAILED, CniError
 from plugin.netinfo import LinkSnapshot, parse_snapshot
 from plugin.result import Result, parse_result
 from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore, netns_identity
 
 DEFAULT_ROUTE_OPT_OUT = "allowDefaultRouteDevice"
+LEGACY_FILE = "ip-interface-mappings.json"  # AMD's Go plugin's (see plugin/legacy.py)
 
 
 def capture(netdev: str) -> LinkSnapshot:
@@ -56,6 +47,8 @@ def _delegate_conf(conf: NetConf, version: str, netdev: str,
         out["ipam"] = {"type": "static",
                        "addresses": [{"address": a.cidr} for a in snapshot.addresses]}
         if conf.injections:
+            from plugin import routes
+
             injected, skipped = routes.derive(snapshot.addresses, conf.injections)
             for why in skipped:
                 log.warn(f"no injected route for {why}")
@@ -79,6 +72,8 @@ def _settle_stale(store: StateStore, dev: device.Device, env: Env, conf: NetConf
     """Records that claim a NIC we just found on the node are stale (a crash before the move,
     or a pod whose netns died and sent the NIC home): restore from them and drop them.
     Returns the NIC's name now (restoring renames it back)."""
+    from plugin import giveback
+
     netdev = dev.netdev
     stale = {r.attachment: r for r in (store.holder_of(dev.key),
                                        store.load(env.container_id, env.ifname)) if r}
@@ -101,8 +96,10 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
     """A mapping from AMD's Go plugin for a NIC that is on the node: its pod is gone; give the
     node back the addresses the Go plugin saved before we record the NIC afresh.
     Returns the NIC's name now."""
-    if not dev.pci_address or not legacy.present(conf.state_dir):
+    if not dev.pci_address or not os.path.exists(os.path.join(conf.state_dir, LEGACY_FILE)):
         return dev.netdev
+    from plugin import giveback, legacy
+
     entry = legacy.find(conf.state_dir, conf.device_id) or legacy.find(conf.state_dir, dev.key)
     if entry is None:
         return dev.netdev
@@ -145,7 +142,9 @@ def add(env: Env, conf: NetConf) -> Result:
             raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
                                _delegate_conf(conf, version, dev.netdev, snapshot))
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
-            store.save(record.advanced(PHASE_ATTACHED, result.to_dict("1.1.0")))
+            # Not fsync'd: if this update is lost, the record says "moving" and DEL still
+            # finds the NIC in the pod; only CHECK would need the ADD again.
+            store.save(record.advanced(PHASE_ATTACHED, result.to_dict("1.1.0")), durable=False)
         except BaseException as e:
             log.error(f"ADD failed ({e!s:.200}); rolling back")
             _rollback(store, record, env, conf)
@@ -166,6 +165,8 @@ def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device)
 
 
 def _rollback(store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
+    from plugin import giveback
+
     try:
         if giveback.give_back(record, env, conf.state_dir).restored:
             store.remove(record)
@@ -174,71 +175,3 @@ def _rollback(store: StateStore, record: Record, env: Env, conf: NetConf) -> Non
             log.error("rollback could not find the NIC; record kept for DEL")
     except Exception as e:
         log.error(f"rollback failed ({e}); record kept for DEL")
-
-
-def delete(env: Env, conf: NetConf) -> None:
-    store = StateStore(conf.state_dir)
-    record = store.load(env.container_id, env.ifname)
-    if record is None:
-        entry = legacy.find(conf.state_dir, conf.device_id)
-        if entry is None:
-            log.event("nothing recorded for this attachment; nothing to give back")
-            return
-        log.bind(device=entry.device_id, netdev=entry.host_ifname)
-        what = release.release_legacy(store, entry, env, conf.lock_timeout)
-        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what}")
-        return
-    log.bind(device=record.device_key, netdev=record.snapshot.name)
-    what = release.release(store, record, env, conf.lock_timeout)
-    if what == "gone":
-        log.event("a concurrent DEL already gave the NIC back")
-
-
-def check(env: Env, conf: NetConf) -> None:
-    if version_key(conf.cni_version) < (0, 4, 0):
-        raise CniError(INCOMPATIBLE_VERSION, f"CHECK needs cniVersion >= 0.4.0, got "
-                       f"{conf.cni_version}")
-    if conf.prev_result is None:
-        raise CniError(INVALID_CONFIG, "CHECK needs prevResult")
-    prev = parse_result(conf.prev_result, "prevResult")
-    ours = [n for n, i in enumerate(prev.interfaces) if i.name == env.ifname
-            and (not i.sandbox or i.sandbox == env.netns)]
-    if not ours:
-        raise CniError(CHECK_FAILED, f"prevResult has no interface {env.ifname!r} in the pod")
-    store = StateStore(conf.state_dir)
-    record = store.load(env.container_id, env.ifname)
-    if record is None or record.phase != PHASE_ATTACHED:
-        raise CniError(CHECK_FAILED, f"no completed attachment recorded for {env.attachment}")
-    try:
-        found = backend.ip_json([f"address show dev {env.ifname}"], netns=env.netns)[0]
-    except backend.CommandFailed as e:
-        raise CniError(CHECK_FAILED, f"{env.ifname} is not in the pod", str(e)) from None
-    have = {f"{a.get('local')}/{a.get('prefixlen')}" for a in found[0].get("addr_info", [])}
-    missing = [ip.address for ip in prev.ips
-               if (ip.interface is None or ip.interface in ours) and ip.address not in have]
-    if missing:
-        raise CniError(CHECK_FAILED, f"{env.ifname} lacks addresses {', '.join(missing)}")
-    want_mac = prev.interfaces[ours[0]].mac
-    if want_mac and str(found[0].get("address", "")).lower() != want_mac.lower():
-        raise CniError(CHECK_FAILED, f"{env.ifname} has MAC {found[0].get('address')}, "
-                       f"expected {want_mac}")
-
-
-def status(env: Env, conf: Mapping[str, Any]) -> None:
-    """Can ADD be served: delegate present, state dir writable, iproute2 present."""
-    state_dir = conf.get("stateDir") if isinstance(conf.get("stateDir"), str) else None
-    state_dir = state_dir or "/var/lib/cni/amd-host-device"
-    delegate.find(env.path)
-    try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        probe = os.path.join(state_dir, f".status.{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        raise CniError(NOT_AVAILABLE, f"state dir {state_dir} is not writable: "
-                       f"{e.strerror}") from None
-    try:
-        backend.run(["ip", "-V"])
-    except backend.CommandFailed as e:
-        raise CniError(NOT_AVAILABLE, "iproute2 `ip` is not usable", str(e)) from None

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""`make bench`: our shipped binary side by side with the bare host-device, on a simulated node.
+
+- Interleaved rounds (ours, bare, ours, bare, ...) of ADD, DEL and the full cycle, with the
+  same NIC, the same addresses (bare host-device gets the equivalent static IPAM config) and
+  the same pod; medians, spread (p10-p90), and the ratio ours / bare per phase.
+- Start-up (VERSION) and peak RSS of each.
+- A profile of where our ADD and DEL spend their time (AMD_HOST_DEVICE_PROFILE=1).
+- Concurrency: N NICs x M rounds of parallel ADD then parallel DEL: throughput, failures, and
+  whether any record or any address was lost.
+
+The benchmark process moves itself into the node's netns (setns), so neither side pays for
+`ip netns exec`. Results: bench-results/bench.json and a table on stdout. No test asserts any
+of these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simnode import REPO, SimNode, sh
+
+CLONE_NEWNET = 0x40000000
+HOST_DEVICE = "/usr/lib/cni/host-device"
+
+
+def enter_netns(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns failed")
+    finally:
+        os.close(fd)
+
+
+def run(argv: list[str], env: dict[str, str], stdin: bytes) -> tuple[float, int, int, bytes, bytes]:
+    """(wall ms, exit code, peak RSS KiB, stdout, stderr) of one plugin invocation.
+
+    Reaped with wait4 to read that one process's peak RSS (its children, ip and host-device,
+    are separate processes and not counted)."""
+    started = time.perf_counter()
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    assert p.stdin and p.stdout and p.stderr
+    p.stdin.write(stdin)
+    p.stdin.close()
+    out = p.stdout.read()   # our outputs are far below a pipe's capacity: no deadlock
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = (time.perf_counter() - started) * 1000
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stdout.close()
+    p.stderr.close()
+    return wall, p.returncode, usage.ru_maxrss, out, err
+
+
+class Runner:
+    """Runs a plugin like a runtime on the node would (we are in the node's netns)."""
+
+    def __init__(self, node: SimNode, plugin: str, profile: bool = False) -> None:
+        self.node, self.plugin = node, plugin
+        self.base = {"PATH": os.environ["PATH"], "CNI_PATH": "/usr/lib/cni",
+                     "AMD_HOST_DEVICE_SYSFS": node.sysfs}
+        if profile:
+            self.base["AMD_HOST_DEVICE_PROFILE"] = "1"
+
+    def call(self, command: str, conf: dict[str, Any], cid: str = "", netns: str = "",
+             ifname: str = "") -> tuple[float, int, int, bytes, bytes]:
+        env = dict(self.base, CNI_COMMAND=command)
+        if cid:
+            env.update(CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME=ifname,
+                       CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench")
+        wall, rc, rss, out, err = run([self.plugin], env, json.dumps(conf).encode())
+        if rc != 0:
+            raise RuntimeError(f"{os.path.basename(self.plugin)} {command} failed: {out!r} "
+                               f"{err[-400:]!r}")
+        return wall, rc, rss, out, err
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    q = statistics.quantiles(values, n=10) if len(values) >= 2 else [values[0]] * 9
+    return {"median": round(statistics.median(values), 2), "p10": round(q[0], 2),
+            "p90": round(q[-1], 2), "n": len(values)}
+
+
+def restore_bare(node: SimNode, nic: Any) -> None:
+    """Bare host-device gives the NIC back bare; put its addresses back (not timed)."""
+    sh("ip", "addr", "replace", nic.v4, "dev", nic.name)
+    sh("ip", "addr", "replace", nic.v6, "dev", nic.name, "nodad")
+    sh("ip", "link", "set", nic.name, "up")
+
+
+def side_by_side(node: SimNode, plugin: str, rounds: int) -> dict[str, Any]:
+    nic = node.nics[0]
+    pod = node.netns_path(node.add_pod())
+    ours, bare = Runner(node, plugin), Runner(node, HOST_DEVICE)
+    ours_conf = node.conf(nic.pci, "1.0.0")
+    bare_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "host-device",
+                 "device": nic.name, "ipam": {"type": "static", "addresses": [
+                     {"address": nic.v4}, {"address": nic.v6}]}}
+    times: dict[str, dict[str, list[float]]] = {s: {"ADD": [], "DEL": [], "cycle": []}
+                                                for s in ("ours", "bare")}
+    rss = {"ours": 0, "bare": 0}
+    for i in range(rounds + 2):  # two warm-up rounds, not counted
+        for side, runner, conf in (("ours", ours, ours_conf), ("bare", bare, bare_conf)):
+            add = runner.call("ADD", conf, f"bench{i}", pod, "net1")
+            delete = runner.call("DEL", conf, f"bench{i}", pod, "net1")
+            if side == "bare":
+                restore_bare(node, nic)
+            if i >= 2:
+                times[side]["ADD"].append(add[0])
+                times[side]["DEL"].append(delete[0])
+                times[side]["cycle"].append(add[0] + delete[0])
+                rss[side] = max(rss[side], add[2], delete[2])
+    version = {side: stats([runner.call("VERSION", {"cniVersion": "1.0.0"})[0]
+                            for _ in range(rounds)]) for side, runner in
+               (("ours", ours), ("bare", bare))}
+    result: dict[str, Any] = {"phases": {}, "version": version, "peak_rss_kib": rss}
+    for phase in ("ADD", "DEL", "cycle"):
+        o, b = stats(times["ours"][phase]), stats(times["bare"][phase])
+        result["phases"][phase] = {"ours": o, "bare": b,
+                                   "ratio": round(o["median"] / b["median"], 2)}
+    node.remove_pod(node.pods[-1])
+    return result
+
+
+def profile(node: SimNode, plugin: str, rounds: int) -> dict[str, dict[str, float]]:
+    nic = node.nics[0]
+    pod = node.netns_path(node.add_pod())
+    runner = Runner(node, plugin, profile=True)
+    buckets: dict[str, dict[str, list[float]]] = {"ADD": {}, "DEL": {}}
+    for i in range(rounds):
+        for command in ("ADD", "DEL"):
+            wall, _, _, _, err = runner.call(command, node.conf(nic.pci), f"prof{i}", pod, "net1")
+            line = [x for x in err.decode().splitlines() if "amd-host-device profile " in x][-1]
+            found = json.loads(line.split("amd-host-device profile ", 1)[1])
+            found["process start + interpreter + exit"] = wall - found["total in process"]
+            found["wall (as the runtime sees it)"] = wall
+            for key, value in found.items():
+                buckets[command].setdefault(key, []).append(value)
+    node.remove_pod(node.pods[-1])
+    return {cmd: {k: round(statistics.median(v), 2) for k, v in b.items()}
+            for cmd, b in buckets.items()}
+
+
+def concurrency(plugin: str, nics: int, rounds: int) -> dict[str, Any]:
+    with SimNode() as node:
+        for i in range(1, nics + 1):
+            node.add_nic(i)
+        pods = [node.netns_path(node.add_pod()) for _ in range((nics + 1) // 2)]
+        enter_netns(node.node)
+        runner = Runner(node, plugin)
+        jobs = [(nic, f"p{i // 2}", pods[i // 2], f"net{i % 2 + 1}")
+                for i, nic in enumerate(node.nics)]
+        failures, lost, latencies = 0, 0, []
+        attachments = os.path.join(node.state_dir, "attachments")
+
+        def one(command: str, rnd: int, job: Any) -> float:
+            nic, pid, pod, ifname = job
+            return runner.call(command, node.conf(nic.pci), f"{pid}r{rnd}", pod, ifname)[0]
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(nics) as pool:
+            for rnd in range(rounds):
+                for command in ("ADD", "DEL"):
+                    futures = [pool.submit(one, command, rnd, j) for j in jobs]
+                    for f in futures:
+                        try:
+                            latencies.append(f.result())
+                        except RuntimeError:
+                            failures += 1
+                    recorded = len(os.listdir(attachments)) if os.path.isdir(attachments) else 0
+                    lost += abs(recorded - (nics if command == "ADD" else 0))
+                lost += sum(node.addresses(node.node, n.name) != {n.v4, n.v6} for n in node.nics)
+        elapsed = time.perf_counter() - started
+        enter_netns_root()
+    ops = nics * rounds * 2
+    return {"nics": nics, "rounds": rounds, "operations": ops, "seconds": round(elapsed, 2),
+            "ops_per_second": round(ops / elapsed, 1), "failures": failures,
+            "lost_records_or_addresses": lost, "latency_ms": stats(latencies)}
+
+
+_ROOT_NS_FD: int | None = None
+
+
+def enter_netns_root() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert _ROOT_NS_FD is not None
+    if libc.setns(_ROOT_NS_FD, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns back failed")
+
+
+def table(r: dict[str, Any]) -> str:
+    s = r["side_by_side"]
+    lines = ["| phase | ours median (p10-p90) ms | bare host-device median (p10-p90) ms | ratio |",
+             "| --- | --- | --- | --- |"]
+    for phase, row in s["phases"].items():
+        o, b = row["ours"], row["bare"]
+        lines.append(f"| {phase} | {o['median']} ({o['p10']}-{o['p90']}) | {b['median']} "
+                     f"({b['p10']}-{b['p90']}) | {row['ratio']} |")
+    v = s["version"]
+    lines.append(f"| start-up (VERSION) | {v['ours']['median']} ({v['ours']['p10']}-"
+                 f"{v['ours']['p90']}) | {v['bare']['median']} | "
+                 f"{round(v['ours']['median'] / v['bare']['median'], 1)} |")
+    lines.append(f"| peak RSS | {s['peak_rss_kib']['ours'] // 1024} MiB | "
+                 f"{s['peak_rss_kib']['bare'] // 1024} MiB | |")
+    lines += ["", "Where the time goes (medians, ms):", "",
+              "| bucket | ADD | DEL |", "| --- | --- | --- |"]
+    p = r["profile"]
+    keys = list(dict.fromkeys([*p["ADD"], *p["DEL"]]))
+    for key in keys:
+        lines.append(f"| {key} | {p['ADD'].get(key, '')} | {p['DEL'].get(key, '')} |")
+    c = r["concurrency"]
+    lines += ["", f"Concurrency: {c['nics']} NICs x {c['rounds']} rounds of parallel ADD then "
+              f"DEL: {c['operations']} operations in {c['seconds']} s ({c['ops_per_second']} "
+              f"ops/s), {c['failures']} failures, {c['lost_records_or_addresses']} lost records "
+              f"or addresses; latency median {c['latency_ms']['median']} ms, p90 "
+              f"{c['latency_ms']['p90']} ms."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    global _ROOT_NS_FD
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--plugin", default=os.path.join(REPO, "build", "bundle", "bin",
+                                                    "amd-host-device"))
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--profile-rounds", type=int, default=10)
+    p.add_argument("--nics", type=int, default=8)
+    p.add_argument("--concurrency-rounds", type=int, default=20)
+    p.add_argument("--out", default=os.path.join(REPO, "bench-results"))
+    args = p.parse_args()
+    if not os.access(args.plugin, os.X_OK):
+        print(f"{args.plugin} is missing: run `make bundle` first", file=sys.stderr)
+        return 2
+    _ROOT_NS_FD = os.open("/proc/self/ns/net", os.O_RDONLY)
+    results: dict[str, Any] = {"plugin": args.plugin, "host_device": HOST_DEVICE,
+                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with SimNode() as node:
+        node.add_nic(1)
+        enter_netns(node.node)
+        try:
+            results["side_by_side"] = side_by_side(node, args.plugin, args.rounds)
+            results["profile"] = profile(node, args.plugin, args.profile_rounds)
+        finally:
+            enter_netns_root()
+    results["concurrency"] = concurrency(args.plugin, args.nics, args.concurrency_rounds)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    text = table(results)
+    with open(os.path.join(args.out, "bench.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    print(f"\n(results: {args.out}/bench.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
