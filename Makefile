@@ -12,8 +12,10 @@ IMAGE ?= localhost/amd-host-device:$(VERSION)
 BASE_IMAGE ?= localhost/amd-host-device-base:bookworm
 export CONTAINERS_CONF := $(CURDIR)/hack/containers.conf
 
+PROBE_IMAGE ?= localhost/amd-host-device-probe:bookworm
+
 .PHONY: setup apt venv test unit integration lint demo bench clean wheels bundle base-image \
-        image test-image test-installed
+        image test-image test-installed probe-image e2e e2e-podman e2e-kind
 
 setup: apt venv
 
@@ -50,7 +52,7 @@ integration: setup
 # the image installed.
 test: setup lint
 	$(VENV)/bin/pytest -q tests/unit tests/property tests/integration $(PYTEST_ARGS)
-	$(MAKE) test-image test-installed
+	$(MAKE) e2e test-image test-installed e2e-podman
 
 # Our wheel plus pinned sh and tenacity: the image build installs these offline.
 wheels: setup
@@ -91,3 +93,29 @@ bench: bundle
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results
+
+# The node-targeted testinfra suite against a simulated node on this machine, and the podman
+# CNI runtime driving our plugin through libcni.
+e2e: setup probe-image
+	$(VENV)/bin/pytest -q tests/e2e --hosts=local:// $(PYTEST_ARGS)
+	PROBE_IMAGE=$(PROBE_IMAGE) $(VENV)/bin/pytest -q tests/runtime $(PYTEST_ARGS)
+
+probe-image: base-image
+	@podman image exists $(PROBE_IMAGE) || buildah bud --quiet --isolation chroot \
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(PROBE_IMAGE) -f hack/probe.Containerfile hack
+
+# The same suite, unchanged, against a node container: the image installs the plugin into a
+# host dir, which the node container mounts where the node would have it.
+e2e-podman: image probe-image
+	@host=$$(mktemp -d /var/tmp/ahd-e2e.XXXXXX); name=ahd-node-$$$$; \
+	podman run --rm --network none -v $$host:/host/opt/cni/bin $(IMAGE) \
+	  --host-dir /host/opt/cni/bin --node-dir $$host \
+	&& podman run -d --name $$name --privileged --network none -v $$host:$$host $(PROBE_IMAGE) \
+	  sleep infinity >/dev/null \
+	&& $(VENV)/bin/pytest -q tests/e2e --hosts=podman://$$name \
+	  --plugin=$$host/amd-host-device --cni-path=$$host $(PYTEST_ARGS); \
+	rc=$$?; podman rm -f -t 0 $$name >/dev/null 2>&1; rm -rf $$host; exit $$rc
+
+# kind (needs Docker and kind; cannot run on the development machine): see hack/kind-e2e.sh.
+e2e-kind: image
+	IMAGE=$(IMAGE) hack/kind-e2e.sh

@@ -3,3 +3,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "hack"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+
+def pytest_addoption(parser):
+    """Options of the node-targeted suite (tests/e2e); --hosts comes from testinfra."""
+    parser.addoption("--plugin", default=os.environ.get(
+        "AMD_HOST_DEVICE_PLUGIN", os.path.join(ROOT, ".venv", "bin", "amd-host-device")),
+        help="the plugin's path on the node")
+    parser.addoption("--cni-path", default="/opt/cni/bin:/usr/lib/cni",
+                     help="CNI_PATH on the node (where host-device, static and sbr are)")

@@ -124,3 +124,28 @@ def test_logs_go_to_stderr_with_container_and_device(node, pod):
     lines = [x for x in call.stderr.splitlines() if x.strip()]
     assert lines and all("container=c1" in x and f"device={nic.pci}" in x for x in lines)
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+
+
+def test_name_based_selection_like_host_device(node, pod):
+    """`device` instead of a PCI address: clusters without a device plugin, kind's veths."""
+    nic = node.nics[1]
+    conf = node.conf("", device=nic.name)
+    result = ok(node.cni("ADD", conf, "c1", pod, "net1"))
+    assert result["interfaces"][0]["name"] == "net1"
+    assert node.addresses(pod.rsplit("/", 1)[1], "net1") == {nic.v4, nic.v6}
+    assert node.ping(pod.rsplit("/", 1)[1], nic.peer_v4)
+    ok(node.cni("DEL", node.conf(""), "c1", pod, "net1"))
+    assert node.addresses(node.node, nic.name) == {nic.v4, nic.v6}
+
+
+def test_pci_address_wins_over_a_device_name(node, pod):
+    a, b = node.nics
+    ok(node.cni("ADD", node.conf(a.pci, device=b.name), "c1", pod, "net1"))
+    assert node.link(node.node, a.name) is None and node.link(node.node, b.name) is not None
+    ok(node.cni("DEL", node.conf(a.pci), "c1", pod, "net1"))
+
+
+def test_unknown_device_name_leaves_the_node_untouched(node, pod, untouched):
+    call = node.cni("ADD", node.conf("", device="nosuch0"), "c1", pod, "net1")
+    assert call.rc != 0 and call.json["code"] == 101 and "nosuch0" in call.json["msg"]
+    untouched()

@@ -1,0 +1,163 @@
+"""A node under test, reached only through a testinfra host: `local://` (a node built in a
+network namespace on this machine), `podman://NAME` (a node container), `docker://kind-worker`.
+
+Everything the suite does on the node goes through `host.run`: making veth NICs with a
+top-of-rack peer and a fake PCI tree, running the plugin as Multus would, observing links,
+addresses and state files. The same code makes the NICs for `hack/kind-e2e.sh`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Nic:
+    """A veth stand-in for an AMD NIC, with its peer on the top-of-rack side."""
+
+    name: str
+    pci: str
+    v4: str
+    peer_v4: str
+
+
+@dataclass
+class CniCall:
+    """What one plugin invocation printed."""
+
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout) if self.stdout.strip() else None
+
+
+class NodeEnv:
+    def __init__(self, host: Any, plugin: str, cni_path: str, tag: str = "") -> None:
+        self.host = host
+        self.plugin = plugin
+        self.cni_path = cni_path
+        self.tag = tag or f"e2e{random.randrange(10**5)}"
+        self.local = host.backend.NAME == "local"
+        self.node_ns = f"{self.tag}-node" if self.local else ""
+        self.tor = f"{self.tag}-tor"
+        self.root = f"/var/tmp/{self.tag}"
+        self.sysfs = f"{self.root}/sys"
+        self.state_dir = f"{self.root}/state"
+        self.nics: list[Nic] = []
+        self.pods: list[str] = []
+        self.subnet = random.randrange(1, 250)
+
+    # -- commands on the node -----------------------------------------------------------------
+    def on_node(self, cmd: str) -> str:
+        return f"ip netns exec {self.node_ns} {cmd}" if self.node_ns else cmd
+
+    def run(self, cmd: str, check: bool = True, in_node: bool = True) -> Any:
+        """in_node=False for `ip netns add/del`: named netns made inside `ip netns exec`'s
+        private mount namespace would be invisible outside it."""
+        out = self.host.run(self.on_node(cmd) if in_node else cmd)
+        if check and out.rc != 0:
+            raise RuntimeError(f"{cmd}: rc={out.rc} {out.stderr}")
+        return out
+
+    # -- building -----------------------------------------------------------------------------
+    def setup(self, nics: int = 2) -> NodeEnv:
+        if self.local:
+            self.run(f"ip netns add {self.node_ns}", in_node=False)
+            self.run("ip link set lo up")
+        self.run(f"ip netns add {self.tor}", in_node=False)
+        self.run(f"ip -n {self.tor} link set lo up")
+        for i in range(1, nics + 1):
+            self.add_nic(i)
+        return self
+
+    def add_nic(self, i: int) -> Nic:
+        s = self.subnet
+        nic = Nic(f"{self.tag[-5:]}n{i}", f"0000:{0x40 + i:02x}:00.0", f"10.{s}.{i}.2/24",
+                  f"10.{s}.{i}.1")
+        self.run(f"ip link add {nic.name} mtu 9000 type veth peer name tor{i} netns {self.tor}")
+        self.run(f"ip -n {self.tor} link set tor{i} mtu 9000 up")
+        self.run(f"ip -n {self.tor} addr add {nic.peer_v4}/24 dev tor{i}")
+        self.run(f"ip addr add {nic.v4} dev {nic.name}")
+        self.run(f"ip link set {nic.name} up")
+        self.run(f"mkdir -p {self.sysfs}/bus/pci/devices/{nic.pci}/net/{nic.name}")
+        self.nics.append(nic)
+        return nic
+
+    def add_pod(self) -> str:
+        name = f"{self.tag}-pod{len(self.pods) + 1}"
+        self.run(f"ip netns add {name}", in_node=False)
+        self.run(f"ip -n {name} link set lo up")
+        self.pods.append(name)
+        return f"/var/run/netns/{name}"
+
+    def teardown(self) -> None:
+        for pod in self.pods:
+            self.run(f"ip netns del {pod}", check=False, in_node=False)
+        for nic in self.nics:
+            self.run(f"ip link del {nic.name}", check=False)
+        self.run(f"ip netns del {self.tor}", check=False, in_node=False)
+        self.run(f"rm -rf {self.root}", check=False, in_node=False)
+        if self.local:
+            self.run(f"ip netns del {self.node_ns}", check=False, in_node=False)
+
+    # -- running the plugin as Multus would ---------------------------------------------------
+    def cni(self, command: str, conf: dict[str, Any] | str, container_id: str = "",
+            netns: str = "", ifname: str = "", plugin: str = "",
+            extra_env: dict[str, str] | None = None, cni_path: str = "",
+            timeout: float = 0) -> CniCall:
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "CNI_COMMAND": command, "CNI_PATH": cni_path or self.cni_path,
+               "AMD_HOST_DEVICE_SYSFS": self.sysfs}
+        for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns),
+                           ("CNI_IFNAME", ifname)):
+            if value:
+                env[key] = value
+        env.update(extra_env or {})
+        stdin = conf if isinstance(conf, str) else json.dumps(conf)
+        argv = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        cmd = f"printf %s {shlex.quote(stdin)} | {self.on_node('')}env -i {argv} " \
+              f"{shlex.quote(plugin or self.plugin)}"
+        out = self.host.run(cmd)
+        return CniCall(out.rc, out.stdout, out.stderr)
+
+    # -- observing ----------------------------------------------------------------------------
+    def link(self, name: str, netns: str = "") -> dict[str, Any] | None:
+        prefix = f"-n {netns.rsplit('/', 1)[-1]} " if netns else ""
+        out = self.run(f"ip {prefix}-j addr show dev {name}", check=False)
+        return json.loads(out.stdout)[0] if out.rc == 0 and out.stdout.strip() else None
+
+    def addresses(self, name: str, netns: str = "") -> set[str]:
+        link = self.link(name, netns) or {}
+        return {f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                if a.get("scope") != "link"}
+
+    def ping(self, netns: str, address: str) -> bool:
+        pod = netns.rsplit("/", 1)[-1]
+        return self.run(f"ip netns exec {pod} ping -c1 -W2 {address}", check=False,
+                        in_node=False).rc == 0
+
+
+def main() -> int:
+    """`python tests/e2e/nodeenv.py HOST_URL TAG [NICS]`: make NICs (with their top-of-rack peer)
+    on a node, the same way the suite does, and leave them there; prints them as JSON.
+    Used by hack/kind-e2e.sh to give a kind worker NICs for a real pod."""
+    import sys
+
+    import testinfra
+
+    url, tag = sys.argv[1], sys.argv[2]
+    nics = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    env = NodeEnv(testinfra.get_host(url), plugin="", cni_path="", tag=tag).setup(nics)
+    print(json.dumps([{"name": n.name, "address": n.v4, "peer": n.peer_v4} for n in env.nics]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
