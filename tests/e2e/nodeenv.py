@@ -9,10 +9,15 @@ addresses and state files. The same code makes the NICs for `hack/kind-e2e.sh`.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shlex
+import sys
 from dataclasses import dataclass
 from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "hack"))
+from simnode import CniCall
 
 
 @dataclass(frozen=True)
@@ -23,19 +28,6 @@ class Nic:
     pci: str
     v4: str
     peer_v4: str
-
-
-@dataclass
-class CniCall:
-    """What one plugin invocation printed."""
-
-    rc: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.stdout) if self.stdout.strip() else None
 
 
 class NodeEnv:
@@ -148,8 +140,6 @@ def main() -> int:
     """`python tests/e2e/nodeenv.py HOST_URL TAG [NICS]`: make NICs (with their top-of-rack peer)
     on a node, the same way the suite does, and leave them there; prints them as JSON.
     Used by hack/kind-e2e.sh to give a kind worker NICs for a real pod."""
-    import sys
-
     import testinfra
 
     url, tag = sys.argv[1], sys.argv[2]
