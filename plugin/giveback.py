@@ -56,8 +56,9 @@ def _pod_link(netns: str, record: Record) -> Link | None:
     try:
         links = backend.ip_json(["link show"], netns=netns)[0]
     except backend.CommandFailed as e:
-        log.warn(f"cannot list links in {netns}: {e}")
-        return None
+        # Not knowing is not "not there": fail, and let the runtime retry.
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot look into the pod's netns {netns}",
+                       str(e)) from None
     # CNI_IFNAME in the pod is ours whatever its MAC (the pod may have changed it). Under the
     # node's name it is ours if the MAC says so (host-device failed half-way), or if we know
     # no MAC (records from AMD's Go plugin, whose older releases kept the node's name).

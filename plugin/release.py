@@ -2,11 +2,11 @@
 
 One rule for all three. Under the device's lock, give the NIC back; then
 - restored: forget the record;
-- the pod's netns is alive but the NIC is in neither place: forget it (someone else took it);
-- the pod's netns is gone and the NIC has not come home: a physical NIC returns from a
-  destroyed netns asynchronously, so keep the record (marked orphaned) for reconcile, and
-  drop it only after `max_orphan_seconds` (default 24 h) — by then it is a veth that died
-  with its netns, or hardware that is gone.
+- not found anywhere (the pod's netns is gone and the NIC has not come home yet — a physical
+  NIC returns from a destroyed netns asynchronously — or the pod moved, renamed and re-MAC'd
+  it): keep the record, marked orphaned, for reconcile or a later ADD of that NIC to finish,
+  and drop it only after `max_orphan_seconds` (default 24 h): by then it is a veth that died
+  with its netns, or hardware that is gone. Nothing is forgotten on uncertainty.
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
     if outcome.restored:
         store.remove(record)
         return "restored"
-    if outcome.pod_alive:
-        log.error(f"{record.snapshot.name} of {record.attachment} is neither in the pod nor on "
-                  "the node; forgetting it")
-        store.remove(record)
-        return "vanished"
     now = time.time()
     # A /proc/<pid>/ns/net path cannot be judged from another PID namespace (the reconcile
     # container's): never expire those; DEL and GC still handle them.
@@ -49,8 +44,9 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
         return "expired"
     if not record.orphaned_since:
         store.save(replace(record, orphaned_since=now))
-    log.warn(f"{record.snapshot.name} of {record.attachment} has not come back from the pod's "
-             "gone netns; record kept for reconcile")
+    where = "is in neither the pod nor the node" if outcome.pod_alive else \
+        "has not come back from the pod's gone netns"
+    log.warn(f"{record.snapshot.name} of {record.attachment} {where}; record kept for reconcile")
     return "kept"
 
 
@@ -71,10 +67,10 @@ def release_legacy(store: StateStore, entry: legacy.LegacyEntry, env: Env, lock_
     record = entry.as_record(env.container_id, env.ifname, env.netns)
     with store.lock(record.device_key, lock_timeout):
         outcome = giveback.give_back(record, env, store.root, look_in_pod=look_in_pod)
-        if outcome.restored or outcome.pod_alive:
+        if outcome.restored:
             with legacy.locked(store, lock_timeout):
                 legacy.forget(store, entry.device_id)
-            return "restored" if outcome.restored else "vanished"
+            return "restored"
     return "kept"
 
 
