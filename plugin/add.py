@@ -68,16 +68,15 @@ def _require_free_ifname(env: Env) -> None:
                        env.netns)
 
 
-def _settle_stale(store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
+def _settle_stale(store: StateStore, stale: list[Record], dev: device.Device, env: Env,
+                  conf: NetConf) -> str:
     """Records that claim a NIC we just found on the node are stale (a crash before the move,
     or a pod whose netns died and sent the NIC home): restore from them and drop them.
     Returns the NIC's name now (restoring renames it back)."""
     from plugin import giveback
 
     netdev = dev.netdev
-    stale = {r.attachment: r for r in (store.holder_of(dev.key),
-                                       store.load(env.container_id, env.ifname)) if r}
-    for record in stale.values():
+    for record in stale:
         if record.device_key != dev.key:
             raise CniError(DEVICE_IN_USE, f"attachment {record.container_id}/{record.ifname} "
                            f"already holds {record.device_key}",
@@ -111,19 +110,42 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
     return entry.host_ifname
 
 
+def _resolve(conf: NetConf, store: StateStore) -> device.Device:
+    """The NIC on the node; if it is not there because an attachment holds it, say which."""
+    try:
+        return device.resolve(conf.device_id, conf.device)
+    except CniError as e:
+        if not conf.device_id or "no network interface" not in e.msg:
+            raise
+        holder = store.holder_of(device.normalize_pci(conf.device_id))
+        if holder is None:
+            raise
+        raise CniError(DEVICE_IN_USE, f"device {holder.device_key} is attached to "
+                       f"{holder.container_id}/{holder.ifname}", "DEL that attachment first") \
+            from None
+
+
+def _stale(store: StateStore, dev: device.Device, env: Env) -> list[Record]:
+    """Records that claim this NIC, or this attachment, already."""
+    found = {r.attachment: r for r in (store.holder_of(dev.key),
+                                       store.load(env.container_id, env.ifname)) if r}
+    return list(found.values())
+
+
 def add(env: Env, conf: NetConf) -> Result:
-    dev = device.resolve(conf.device_id, conf.device)
+    store = StateStore(conf.state_dir)
+    dev = _resolve(conf, store)
     log.bind(device=dev.key, netdev=dev.netdev)
     for warning in conf.warnings:
         log.warn(warning)
-    store = StateStore(conf.state_dir)
     with store.lock(dev.key, conf.lock_timeout):
-        if (store.holder_of(dev.key) or store.load(env.container_id, env.ifname)):
+        stale = _stale(store, dev, env)
+        if stale:
             if dev.pci_address == "" and not backend.link_exists(dev.netdev):
-                holder = store.holder_of(dev.key)
+                holder = stale[0]
                 raise CniError(DEVICE_IN_USE, f"device {dev.netdev} is attached to "
-                               f"{holder.attachment if holder else 'another pod'}")
-            dev = replace(dev, netdev=_settle_stale(store, dev, env, conf))
+                               f"{holder.container_id}/{holder.ifname}")
+            dev = replace(dev, netdev=_settle_stale(store, stale, dev, env, conf))
         dev = replace(dev, netdev=_settle_legacy(store, dev, env, conf))
         snapshot = capture(dev.netdev)
         if snapshot.carries_default_route and not conf.allow_default_route:

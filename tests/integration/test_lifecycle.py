@@ -112,7 +112,7 @@ def test_a_nic_already_in_a_pod_cannot_be_added_again(node, pod):
     ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
     other = node.netns_path(node.add_pod())
     bad = node.cni("ADD", node.conf(nic.pci), "c2", other, "net1")
-    assert bad.rc != 0 and bad.json["code"] in (7, 103)
+    assert bad.rc != 0 and bad.json["code"] == 103 and "c1/net1" in bad.json["msg"]
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     assert node.addresses(node.node, nic.name) == {nic.v4, nic.v6}
 
