@@ -69,10 +69,14 @@ bundle: wheels
 base-image: setup
 	BASE_IMAGE=$(BASE_IMAGE) hack/make-base-image.sh
 
+# Rebuilding leaves the previous image untagged: remove it (ours) so rebuilds do not pile up.
 image: base-image wheels
 	$(VENV)/bin/hadolint Dockerfile
+	@old=$$(podman image inspect --format '{{.Id}}' $(IMAGE) 2>/dev/null); \
 	buildah bud --quiet --isolation chroot --build-arg BASE_IMAGE=$(BASE_IMAGE) \
-	  --build-arg VERSION=$(VERSION) -t $(IMAGE) -f Dockerfile .
+	  --build-arg VERSION=$(VERSION) -t $(IMAGE) -f Dockerfile . || exit 1; \
+	new=$$(podman image inspect --format '{{.Id}}' $(IMAGE)); \
+	if [ -n "$$old" ] && [ "$$old" != "$$new" ]; then podman rmi "$$old" >/dev/null 2>&1 || true; fi
 
 test-image: image
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) $(VENV)/bin/pytest -q tests/image $(PYTEST_ARGS)
