@@ -40,11 +40,19 @@ def log(msg: str) -> None:
     sys.stderr.flush()
 
 
+_REASONS = {errno.EROFS: "is read-only", errno.ENOSPC: "has no space left",
+            errno.EACCES: "is not writable", errno.EPERM: "is not writable",
+            errno.ENOENT: "does not exist (is the host directory mounted?)"}
+
+
 def _why(e: OSError, where: str) -> InstallError:
-    reasons = {errno.EROFS: "is read-only", errno.ENOSPC: "has no space left",
-               errno.EACCES: "is not writable", errno.EPERM: "is not writable",
-               errno.ENOENT: "does not exist (is the host directory mounted?)"}
-    return InstallError(f"{where} {reasons.get(e.errno, f'failed: {e.strerror}')}")
+    if isinstance(e, shutil.Error):  # copytree gathers its errors into one, without errno
+        text = str(e)
+        for code, reason in _REASONS.items():
+            if os.strerror(code) in text:
+                return InstallError(f"{where} {reason}")
+        return InstallError(f"{where}: copy failed: {text[:300]}")
+    return InstallError(f"{where} {_REASONS.get(e.errno or 0, f'failed: {e.strerror}')}")
 
 
 def read_manifest(bundle: str) -> dict[str, str]:
@@ -130,10 +138,14 @@ def install_bundle(bundle: str, host_dir: str, node_dir: str) -> bool:
     if read_manifest(target) != manifest:
         tmp = os.path.join(host_dir, f"{dirname}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(bundle, tmp, symlinks=True)
-        set_shebang(tmp, os.path.join(node_dir, dirname))
-        fsync_tree(tmp)
-        verify(tmp)
+        try:
+            shutil.copytree(bundle, tmp, symlinks=True)
+            set_shebang(tmp, os.path.join(node_dir, dirname))
+            fsync_tree(tmp)
+            verify(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half copy must not eat the node's disk
+            raise
         shutil.rmtree(target, ignore_errors=True)
         os.rename(tmp, target)
         fsync_dir(host_dir)

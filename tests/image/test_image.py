@@ -148,3 +148,34 @@ def test_upgrade_while_the_old_binary_is_executing(host, tmp_path, second_image)
         delete = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
         assert delete.rc == 0, delete.stdout
         assert node.addresses(node.node, nic.name) == {nic.v4, nic.v6}
+
+
+def test_a_full_disk_fails_with_a_reason(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        out = install(small)
+        assert out.returncode != 0 and "no space left" in out.stderr, out.stderr
+        assert os.listdir(small) == []  # no half copy left behind
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_then_sleep_installs_and_stays_until_stopped(host):
+    name = f"ahd-sleep-{os.getpid()}"
+    run = podman("run", "-d", "--name", name, "--network", "none", "-v",
+                 f"{host}:/host/opt/cni/bin", IMAGE, "--host-dir", "/host/opt/cni/bin",
+                 "--node-dir", str(host), "--then-sleep", check=False)
+    try:
+        assert run.returncode == 0, run.stderr
+        deadline = time.monotonic() + 30
+        while "sleeping" not in podman("logs", name).stderr and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "sleeping" in podman("logs", name).stderr
+        assert (host / "amd-host-device").is_symlink()
+        assert json.loads(podman("inspect", name).stdout)[0]["State"]["Running"]
+        podman("stop", "-t", "10", name)
+        assert json.loads(podman("inspect", name).stdout)[0]["State"]["ExitCode"] == 0
+    finally:
+        podman("rm", "-f", name, check=False)
