@@ -151,7 +151,11 @@ def reconcile_main(argv: Sequence[str]) -> int:
     log.bind(cmd="RECONCILE")
     path = [d for d in args.cni_path.split(":") if d]
     while True:
-        errors = reconcile_once(args.state_dir, path, args.max_orphan_hours * 3600)
+        try:
+            errors = reconcile_once(args.state_dir, path, args.max_orphan_hours * 3600)
+        except Exception as e:  # a loop that dies helps no one; the next pass may succeed
+            log.error(f"reconcile pass failed: {e}")
+            errors = [str(e)]
         if args.interval <= 0:
             return 1 if errors else 0
         sys.stderr.flush()
