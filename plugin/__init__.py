@@ -1,3 +1,7 @@
 """amd-host-device: give a pod a node NIC with the IP configuration it had, and give it back."""
 
 __version__ = "0.1.0"
+
+# The CNI versions we speak. Here, not in plugin.cni, so VERSION can answer without importing
+# anything else.
+CNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")

@@ -18,10 +18,16 @@ from plugin.config import NetConf
 from plugin.errors import DEVICE_IN_USE, INVALID_CONFIG, INVALID_ENV, NETWORK_COMMAND_FAILED, CniError
 from plugin.netinfo import LinkSnapshot, parse_snapshot
 from plugin.result import Result, parse_result
-from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore, netns_identity
+from plugin.state import (
+    LEGACY_FILE_NAME,
+    PHASE_ATTACHED,
+    PHASE_MOVING,
+    Record,
+    StateStore,
+    netns_identity,
+)
 
 DEFAULT_ROUTE_OPT_OUT = "allowDefaultRouteDevice"
-LEGACY_FILE = "ip-interface-mappings.json"  # AMD's Go plugin's (see plugin/legacy.py)
 
 
 def capture(netdev: str) -> LinkSnapshot:
@@ -95,7 +101,7 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
     """A mapping from AMD's Go plugin for a NIC that is on the node: its pod is gone; give the
     node back the addresses the Go plugin saved before we record the NIC afresh.
     Returns the NIC's name now."""
-    if not dev.pci_address or not os.path.exists(os.path.join(conf.state_dir, LEGACY_FILE)):
+    if not dev.pci_address or not os.path.exists(os.path.join(conf.state_dir, LEGACY_FILE_NAME)):
         return dev.netdev
     from plugin import giveback, legacy
 

@@ -83,11 +83,12 @@ def _node_link(record: Record, mac: str) -> Link | None:
     return _pick(backend.ip_json(["link show"])[0], [name, record.ifname], mac)
 
 
-def _wait_on_node(record: Record, seconds: float) -> Link | None:
-    """A physical NIC leaves a destroyed netns asynchronously; wait for it, bounded."""
+def _wait_on_node(record: Record, mac: str, seconds: float) -> Link | None:
+    """Look for the NIC on the node; a physical NIC leaves a destroyed netns asynchronously,
+    so `seconds` > 0 waits for it, bounded."""
     deadline = time.monotonic() + seconds
     while True:
-        link = _node_link(record, record.snapshot.mac)
+        link = _node_link(record, mac)
         if link or time.monotonic() >= deadline:
             return link
         time.sleep(0.1)
@@ -130,7 +131,9 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
             # host-device renamed it back from its alias: no need to look it up again.
             restore(record, Link(record.snapshot.name, mac), fallback=True)
             return Outcome(True, True)
-    link = _node_link(record, mac) if netns or not look_in_pod else _wait_on_node(record, wait)
+    # Only a NIC whose pod netns is gone may still be on its way home.
+    gone = look_in_pod and not netns
+    link = _wait_on_node(record, mac, wait if gone else 0)
     if link is None:
         return Outcome(False, bool(netns))
     restore(record, link)

@@ -19,9 +19,9 @@ from plugin import log
 from plugin.device import normalize_pci
 from plugin.errors import CniError
 from plugin.netinfo import Address, LinkSnapshot
-from plugin.state import PHASE_ATTACHED, Record, StateStore
+from plugin.state import LEGACY_FILE_NAME, PHASE_ATTACHED, Record, StateStore
 
-FILE_NAME = "ip-interface-mappings.json"
+FILE_NAME = LEGACY_FILE_NAME
 LOCK_KEY = "legacy-ip-interface-mappings"
 
 

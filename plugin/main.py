@@ -15,9 +15,9 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
+from plugin import CNI_VERSIONS as SUPPORTED  # noqa: E402
 from plugin.errors import DECODE_FAILURE, INTERNAL, CniError  # noqa: E402
 
-SUPPORTED = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 NEWEST = SUPPORTED[-1]
 
 
@@ -64,12 +64,6 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     env = parse_env(os.environ)
     log.bind(cmd=command, container=env.container_id[:12], ifname=env.ifname)
     raw = decode(stdin)
-    if command == "STATUS":
-        from plugin import status
-
-        log.record("imports (plugin modules)", time.perf_counter() - began)
-        status.status(env, raw)
-        return None
     conf = parse_netconf(raw)
     log.record("start to main()", began - _STARTED)
     if command == "ADD":
@@ -86,6 +80,10 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
         from plugin import check
 
         check.check(env, conf)
+    elif command == "STATUS":
+        from plugin import status
+
+        status.status(env, conf)
     else:
         from plugin import release
 

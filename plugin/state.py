@@ -28,6 +28,8 @@ from plugin.errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
 from plugin.netinfo import LinkSnapshot
 
 FORMAT = 1
+# AMD's Go plugin kept all its mappings in this one file of the same dir (plugin/legacy.py).
+LEGACY_FILE_NAME = "ip-interface-mappings.json"
 PHASE_MOVING = "moving"      # recorded before the NIC leaves the node; it may be anywhere
 PHASE_ATTACHED = "attached"  # host-device succeeded: the NIC is in the pod
 
@@ -99,14 +101,18 @@ class StateStore:
         self._attachments = os.path.join(root, "attachments")
         self._devices = os.path.join(root, "devices")
         self._locks = os.path.join(root, "locks")
+        self._ready = False
 
     # -- layout -------------------------------------------------------------------------------
     def ensure(self) -> None:
+        if self._ready:
+            return
         try:
             for d in (self.root, self._attachments, self._devices, self._locks):
                 os.makedirs(d, mode=0o700, exist_ok=True)
             if os.stat(self.root).st_mode & 0o077:
                 os.chmod(self.root, 0o700)
+            self._ready = True
         except OSError as e:
             raise _io_error(f"cannot create {self.root}", e) from None
 

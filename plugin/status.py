@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from plugin import backend, delegate
 from plugin.cni import Env
-from plugin.config import DEFAULT_STATE_DIR
+from plugin.config import NetConf
 from plugin.errors import NOT_AVAILABLE, CniError
 
 
-def status(env: Env, conf: Mapping[str, Any]) -> None:
+def status(env: Env, conf: NetConf) -> None:
     """Can ADD be served: delegate present, state dir writable, iproute2 present."""
-    state_dir = conf.get("stateDir") if isinstance(conf.get("stateDir"), str) else None
-    state_dir = state_dir or DEFAULT_STATE_DIR
+    state_dir = conf.state_dir
     delegate.find(env.path)
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
