@@ -66,6 +66,8 @@ class SimNode:
         self.tmp = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self.sysfs = os.path.join(self.tmp, "sys")
         self.state_dir = os.path.join(self.tmp, "state")
+        # The node policy file (hack-free: absent means the defaults); see write_policy().
+        self.policy_path = os.path.join(self.tmp, "amd-host-device.d", "amd-host-device.conf")
         sh("ip", "netns", "add", self.node)
         sh("ip", "netns", "add", self.tor)
         sh("ip", "-n", self.node, "link", "set", "lo", "up")
@@ -139,7 +141,8 @@ class SimNode:
         """Run a CNI plugin inside the node netns, as a runtime on that node would."""
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "CNI_COMMAND": command, "CNI_PATH": cni_path,
-               "AMD_HOST_DEVICE_SYSFS": self.sysfs}
+               "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
+               "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path}
         if container_id:
             env["CNI_CONTAINERID"] = container_id
         if netns:
@@ -158,12 +161,18 @@ class SimNode:
     def conf(self, pci: str = "", version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
         """The delegate config Multus would hand us for one attachment."""
         c: dict[str, Any] = {"cniVersion": version, "name": "amd-host-device-nad",
-                             "type": "amd-host-device", "stateDir": self.state_dir}
+                             "type": "amd-host-device"}
         if pci:
             c["deviceID"] = pci
             c["pciBusID"] = pci
         c.update(extra)
         return c
+
+    def write_policy(self, **keys: Any) -> None:
+        """The admin's node policy (plugin/policy.py), e.g. allowDefaultRouteDevice=True."""
+        os.makedirs(os.path.dirname(self.policy_path), exist_ok=True)
+        with open(self.policy_path, "w") as f:
+            json.dump(keys, f)
 
     # -- observing ---------------------------------------------------------------------------
     def ip_json(self, ns: str, *args: str) -> Any:

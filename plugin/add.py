@@ -157,7 +157,7 @@ def add(env: Env, conf: NetConf) -> Result:
         if snapshot.carries_default_route and not conf.allow_default_route:
             raise CniError(INVALID_CONFIG, f"refusing to move {dev.netdev}: it carries the "
                            "node's default route (moving it would cut the node off)",
-                           f"set \"{DEFAULT_ROUTE_OPT_OUT}\": true in the NAD to allow it")
+                           f"set \"{DEFAULT_ROUTE_OPT_OUT}\": true in the node policy to allow it")
         _require_free_ifname(env)
         hd = delegate.locate(env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,

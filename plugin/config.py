@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from plugin.cni import require_supported
 from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
+from plugin.policy import PATH_ENV, NodePolicy, clean_path
 
 if TYPE_CHECKING:
     from plugin.routes import Injection
 
-DEFAULT_STATE_DIR = "/var/lib/cni/amd-host-device"
 _ROUTE_KEY_PREFIXES = ("nexthopNetAddrOffset", "routeDstPrefixLen")  # see plugin/routes.py
 DEFAULT_LOCK_TIMEOUT = 20.0
 MAX_LOCK_TIMEOUT = 300.0
@@ -38,6 +37,7 @@ class NetConf:
     prev_result: Mapping[str, Any] | None
     injections: tuple[Injection, ...] = ()
     warnings: tuple[str, ...] = ()
+    policy: NodePolicy = NodePolicy()  # noqa: RUF009 (immutable)
 
 
 def decode(stdin: bytes) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def _opt_str(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def parse_netconf(obj: Mapping[str, Any]) -> NetConf:
+def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> NetConf:
     if "cniVersion" not in obj:
         raise CniError(INVALID_CONFIG, "invalid network configuration: cniVersion is missing")
     version = obj["cniVersion"]
@@ -93,13 +93,9 @@ def parse_netconf(obj: Mapping[str, Any]) -> NetConf:
     if ipam is not None and (not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str)
                              or not ipam.get("type")):
         raise _invalid("ipam", ipam, "must be an object with a 'type'")
-    state_dir = obj.get("stateDir", DEFAULT_STATE_DIR)
-    if (not isinstance(state_dir, str) or not os.path.isabs(state_dir) or "\0" in state_dir
-            or ".." in state_dir.split("/")):
-        raise _invalid("stateDir", state_dir, "must be an absolute path without '..'")
-    allow = obj.get("allowDefaultRouteDevice", False)
-    if not isinstance(allow, bool):
-        raise _invalid("allowDefaultRouteDevice", allow, "must be true or false")
+    policy = policy or NodePolicy()
+    _agrees_with_policy(obj, policy)
+    allow = policy.allow_default_route_device and obj.get("allowDefaultRouteDevice", True)
     timeout = obj.get("lockTimeoutSeconds", DEFAULT_LOCK_TIMEOUT)
     if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
             or not 0 < timeout <= MAX_LOCK_TIMEOUT):
@@ -113,5 +109,29 @@ def parse_netconf(obj: Mapping[str, Any]) -> NetConf:
         from plugin import routes
 
         injections, warnings = routes.parse(obj)
-    return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam,
-                   os.path.normpath(state_dir), allow, float(timeout), prev, injections, warnings)
+    return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam, policy.state_dir,
+                   allow, float(timeout), prev, injections, warnings, policy)
+
+
+def _policy_says(key: str, why: str) -> CniError:
+    return CniError(INVALID_CONFIG, f"invalid {key} in the network configuration: {why}",
+                    f"{key} is node policy (${PATH_ENV} or the node's amd-host-device.conf); "
+                    "a NAD may only repeat it")
+
+
+def _agrees_with_policy(obj: Mapping[str, Any], policy: NodePolicy) -> None:
+    """NAD keys that moved to node policy are accepted when they agree with it (old NADs keep
+    working) or narrow it; never when they would widen it. Nothing is touched on disk here."""
+    if "stateDir" in obj:
+        state_dir = obj["stateDir"]
+        cleaned = clean_path(state_dir) if isinstance(state_dir, str) else None
+        if cleaned != policy.state_dir:
+            raise _policy_says("stateDir", f"{_short(state_dir)} is not the node's state dir "
+                               f"{policy.state_dir!r}")
+    if "allowDefaultRouteDevice" in obj:
+        allow = obj["allowDefaultRouteDevice"]
+        if not isinstance(allow, bool):
+            raise _invalid("allowDefaultRouteDevice", allow, "must be true or false")
+        if allow and not policy.allow_default_route_device:
+            raise _policy_says("allowDefaultRouteDevice", "the node's policy does not allow "
+                               "moving a NIC that carries the default route")

@@ -64,7 +64,9 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     env = parse_env(os.environ)
     log.bind(cmd=command, container=env.container_id[:12], ifname=env.ifname)
     raw = decode(stdin)
-    conf = parse_netconf(raw)
+    from plugin import policy
+
+    conf = parse_netconf(raw, policy.load())
     log.record("start to main()", began - _STARTED)
     if command == "ADD":
         from plugin import add

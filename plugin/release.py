@@ -20,8 +20,9 @@ from typing import Any
 
 from plugin import backend, giveback, legacy, log
 from plugin.cni import Env
-from plugin.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATE_DIR, NetConf
+from plugin.config import DEFAULT_LOCK_TIMEOUT, NetConf
 from plugin.errors import INVALID_CONFIG, NETWORK_COMMAND_FAILED, CniError
+from plugin.policy import DEFAULT_STATE_DIR
 from plugin.state import Record, StateStore
 
 MAX_ORPHAN_SECONDS = 24 * 3600.0

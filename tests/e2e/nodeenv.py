@@ -106,7 +106,8 @@ class NodeEnv:
             timeout: float = 0) -> CniCall:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "CNI_COMMAND": command, "CNI_PATH": cni_path or self.cni_path,
-               "AMD_HOST_DEVICE_SYSFS": self.sysfs}
+               "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
+               "AMD_HOST_DEVICE_NODE_CONFIG": f"{self.root}/amd-host-device.conf"}
         for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns),
                            ("CNI_IFNAME", ifname)):
             if value:

@@ -75,7 +75,11 @@ def test_default_route_nic_is_refused_unless_opted_out(node, pod):
     assert_error(call, 7, "default route")
     assert "allowDefaultRouteDevice" in call.json["details"]
     assert node.link(node.node, nic.name) is not None
-    ok = node.cni("ADD", node.conf(nic.pci, allowDefaultRouteDevice=True), "c1", pod, "net1")
+    # The opt-out is node policy: a NAD cannot widen it, only the admin's file can.
+    widen = node.cni("ADD", node.conf(nic.pci, allowDefaultRouteDevice=True), "c1", pod, "net1")
+    assert_error(widen, 7, "allowDefaultRouteDevice")
+    node.write_policy(allowDefaultRouteDevice=True)
+    ok = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
     assert ok.rc == 0, ok.stdout
     assert node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1").rc == 0
     assert any(r.get("dst") == "default" for r in node.ip_json(node.node, "route"))

@@ -347,7 +347,8 @@ def test_status(node, tmp_path, cni_path_without_host_device):
                     extra_env={"AMD_HOST_DEVICE_FALLBACK_DIRS": ""})
     assert gone.json["code"] == 50 and "host-device" in gone.json["msg"]
     (tmp_path / "file").write_text("")
-    ro = node.cni("STATUS", node.conf("", "1.1.0", stateDir=str(tmp_path / "file" / "state")))
+    ro = node.cni("STATUS", node.conf("", "1.1.0"),
+                  extra_env={"AMD_HOST_DEVICE_STATE_DIR": str(tmp_path / "file" / "state")})
     assert ro.json["code"] == 50 and "state dir" in ro.json["msg"]
     noip = tmp_path / "noip"
     noip.mkdir()

@@ -76,6 +76,8 @@ def invoke(environ, stdin, state_dir, sysfs):
 
     env = {k: v.replace("\x00", "") for k, v in environ.items()}
     env.update(AMD_HOST_DEVICE_SYSFS=sysfs, AMD_HOST_DEVICE_FALLBACK_DIRS="",
+               AMD_HOST_DEVICE_STATE_DIR=state_dir,
+               AMD_HOST_DEVICE_NODE_CONFIG=os.path.join(state_dir, "no-policy.conf"),
                PATH=os.environ["PATH"])
     saved = (dict(os.environ), sys.stdin, sys.stdout, sys.stderr)
     os.environ.clear()

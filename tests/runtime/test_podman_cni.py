@@ -45,7 +45,8 @@ def podman(node, tmp_path, *args, check=True):
     """podman as the node's runtime: inside the node's netns (nsenter, not `ip netns exec`,
     which remounts /sys and hides the cgroups runc needs), with our CNI settings."""
     env = {**os.environ, "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
-           "AMD_HOST_DEVICE_SYSFS": node.sysfs}
+           "AMD_HOST_DEVICE_SYSFS": node.sysfs, "AMD_HOST_DEVICE_STATE_DIR": node.state_dir,
+           "AMD_HOST_DEVICE_NODE_CONFIG": node.policy_path}
     return subprocess.run(["nsenter", f"--net={node.netns_path(node.node)}", "podman", *args],
                           env=env,
                           capture_output=True, text=True, check=check, timeout=300)

@@ -2,8 +2,9 @@
 
 import pytest
 
-from plugin.config import DEFAULT_STATE_DIR, decode, parse_netconf
+from plugin.config import decode, parse_netconf
 from plugin.errors import CniError
+from plugin.policy import DEFAULT_STATE_DIR, NodePolicy
 
 MIN = {"cniVersion": "1.0.0", "name": "nad", "type": "amd-host-device"}
 
@@ -58,3 +59,21 @@ def test_other_host_device_selectors_are_unsupported_fields(key):
     with pytest.raises(CniError) as e:
         parse_netconf({**MIN, key: "x"})
     assert e.value.code == 2 and key in e.value.msg
+
+
+@pytest.mark.parametrize("key,value", [
+    ("stateDir", "/etc"), ("stateDir", "/"), ("stateDir", "/var/lib/cni/other"),
+    ("allowDefaultRouteDevice", True),
+])
+def test_nad_cannot_widen_node_policy(key, value):
+    with pytest.raises(CniError) as e:
+        parse_netconf({**MIN, key: value})
+    assert e.value.code == 7 and key in e.value.msg and "node policy" in e.value.details
+
+
+def test_nad_keys_that_agree_with_node_policy_are_accepted():
+    policy = NodePolicy(state_dir="/srv/ahd", allow_default_route_device=True)
+    c = parse_netconf({**MIN, "stateDir": "/srv//ahd/", "allowDefaultRouteDevice": True}, policy)
+    assert (c.state_dir, c.allow_default_route) == ("/srv/ahd", True)
+    # and a NAD may narrow what the node allows
+    assert not parse_netconf({**MIN, "allowDefaultRouteDevice": False}, policy).allow_default_route

@@ -1,0 +1,142 @@
+"""Node policy: the settings that can hurt the node, written by the node's admin, never a NAD.
+
+A NAD is tenant input (anyone who may create one in a namespace controls every key), so where
+state lives and which NICs may move are decided here. The file follows the ecosystem's habit of
+a `<plugin>.d/` dir beside the CNI configs (Whereabouts, Multus); the DaemonSet's installer
+writes it atomically from a ConfigMap. A missing file means the defaults, which are the safe
+choices. Env overrides exist for tests and for the daemon's own container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plugin.errors import INVALID_CONFIG, CniError
+
+PATH_ENV = "AMD_HOST_DEVICE_NODE_CONFIG"
+STATE_DIR_ENV = "AMD_HOST_DEVICE_STATE_DIR"
+SOCKET_ENV = "AMD_HOST_DEVICE_SOCKET"
+DEFAULT_PATH = "/etc/cni/net.d/amd-host-device.d/amd-host-device.conf"
+DEFAULT_STATE_DIR = "/var/lib/cni/amd-host-device"
+DEFAULT_SOCKET = "/run/amd-host-device/daemon.sock"
+DEFAULT_LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+_MAX_FILE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class NodePolicy:
+    """What the admin allows on this node. Every default is the narrow choice."""
+
+    state_dir: str = DEFAULT_STATE_DIR
+    allow_default_route_device: bool = False   # move a NIC that carries the node's uplink
+    allow_non_pci_devices: bool = False        # `device` may name a netdev with no PCI parent
+    allow_port_devices: bool = False           # move a bridge/bond port or a NIC with uppers
+    socket: str = DEFAULT_SOCKET               # the daemon's unix socket (thick mode)
+    metrics_port: int = 0                      # the daemon's Prometheus port; 0 = off
+    log_file: str = ""                         # extra log file; "" = stderr/stdout only
+    log_file_max_bytes: int = DEFAULT_LOG_FILE_MAX_BYTES
+    source: str = ""                           # the file read, "" when defaults were used
+
+
+# file key -> (field, type)
+_KEYS: Mapping[str, tuple[str, type]] = {
+    "stateDir": ("state_dir", str),
+    "allowDefaultRouteDevice": ("allow_default_route_device", bool),
+    "allowNonPciDevices": ("allow_non_pci_devices", bool),
+    "allowPortDevices": ("allow_port_devices", bool),
+    "socket": ("socket", str),
+    "metricsPort": ("metrics_port", int),
+    "logFile": ("log_file", str),
+    "logFileMaxBytes": ("log_file_max_bytes", int),
+}
+_PATH_FIELDS = ("state_dir", "socket", "log_file")
+
+
+def _bad(path: str, why: str) -> CniError:
+    return CniError(INVALID_CONFIG, f"node policy {path}: {why}",
+                    f"fix the file (or unset {PATH_ENV})")
+
+
+def clean_path(value: str) -> str | None:
+    """An absolute path without '..' or NUL, normalised; None if it is not one."""
+    if not value or "\0" in value or not os.path.isabs(value) or ".." in value.split("/"):
+        return None
+    return os.path.normpath(value)
+
+
+def _read(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _bad(path, f"cannot read it: {e.strerror}") from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise _bad(path, f"larger than {_MAX_FILE_BYTES} bytes")
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise _bad(path, f"not valid JSON ({str(e)[:100]})") from None
+    if not isinstance(obj, dict):
+        raise _bad(path, "must be a JSON object")
+    return obj
+
+
+def parse(obj: Mapping[str, Any], source: str) -> NodePolicy:
+    """Validate the file's keys; unknown keys are an error (a typo must not silently widen or
+    narrow what the admin meant)."""
+    fields: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key not in _KEYS:
+            raise _bad(source, f"unknown key {key!r} (known: {', '.join(_KEYS)})")
+        name, kind = _KEYS[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _bad(source, f"{key} must be a {kind.__name__}")
+        if name in _PATH_FIELDS and isinstance(value, str) and value:
+            cleaned = clean_path(value)
+            if cleaned is None:
+                raise _bad(source, f"{key} must be an absolute path without '..'")
+            value = cleaned
+        fields[name] = value
+    if not 0 <= fields.get("metrics_port", 0) <= 65535:
+        raise _bad(source, "metricsPort must be 0 (off) or a port number")
+    if fields.get("log_file_max_bytes", DEFAULT_LOG_FILE_MAX_BYTES) < 4096:
+        raise _bad(source, "logFileMaxBytes must be at least 4096")
+    if not fields.get("state_dir", DEFAULT_STATE_DIR):
+        raise _bad(source, "stateDir must not be empty")
+    return NodePolicy(**fields, source=source)
+
+
+def _env_path(environ: Mapping[str, str], var: str) -> str | None:
+    value = environ.get(var, "")
+    if not value:
+        return None
+    cleaned = clean_path(value)
+    if cleaned is None:
+        raise CniError(INVALID_CONFIG, f"{var}={value[:80]!r}: must be an absolute path "
+                       "without '..'")
+    return cleaned
+
+
+def load(environ: Mapping[str, str] = os.environ) -> NodePolicy:
+    """The node's policy: the file (if any), then the env overrides."""
+    path = environ.get(PATH_ENV) or DEFAULT_PATH
+    obj = _read(path)
+    policy = NodePolicy() if obj is None else parse(obj, path)
+    overrides: dict[str, Any] = {}
+    state_dir = _env_path(environ, STATE_DIR_ENV)
+    if state_dir:
+        overrides["state_dir"] = state_dir
+    socket = _env_path(environ, SOCKET_ENV)
+    if socket:
+        overrides["socket"] = socket
+    if overrides:
+        from dataclasses import replace
+
+        policy = replace(policy, **overrides)
+    return policy
