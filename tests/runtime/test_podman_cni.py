@@ -21,7 +21,14 @@ def world(tmp_path):
         nic = node.add_nic(1)
         (tmp_path / "net.d").mkdir()
         (tmp_path / "bin").mkdir()
-        os.symlink(node.plugin, tmp_path / "bin" / "amd-host-device")
+        # podman's cleanup process runs DEL without our environment: the node's settings come
+        # with the binary, as an admin's wrapper (or node policy file) would bring them.
+        entry = tmp_path / "bin" / "amd-host-device"
+        entry.write_text(f"#!/bin/sh\nexport AMD_HOST_DEVICE_SYSFS={node.sysfs} "
+                         f"AMD_HOST_DEVICE_STATE_DIR={node.state_dir} "
+                         f"AMD_HOST_DEVICE_NODE_CONFIG={node.policy_path}\n"
+                         f"exec {node.plugin} \"$@\"\n")
+        entry.chmod(0o755)
         conflist = {"cniVersion": "1.0.0", "name": "amd-e2e", "plugins": [
             {"type": "amd-host-device", "deviceID": nic.pci, "stateDir": node.state_dir},
             {"type": "sbr"}]}
