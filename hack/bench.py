@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -199,12 +198,10 @@ def concurrency(plugin: str, nics: int, rounds: int) -> dict[str, Any]:
 _ROOT_NS_FD: int | None = None
 
 
-def containerd_side_by_side(plugin: str, rounds: int, image_dir: str) -> dict[str, Any]:
+def containerd_side_by_side(plugin: str, rounds: int) -> dict[str, Any]:
     """RunPodSandbox / StopPodSandbox wall time (ms) as the kubelet sees it, ours vs bare."""
-    from containerd_cri import Containerd, ensure_sandbox_image, save_sandbox_image
+    from containerd_cri import Containerd
 
-    ensure_sandbox_image()
-    archive = save_sandbox_image(os.path.join(image_dir, "pause.tar"))
     times: dict[str, dict[str, list[float]]] = {s: {"RunPodSandbox": [], "StopPodSandbox": []}
                                                 for s in ("ours", "bare")}
     with SimNode() as node:
@@ -214,7 +211,7 @@ def containerd_side_by_side(plugin: str, rounds: int, image_dir: str) -> dict[st
         bare = {"cniVersion": "1.0.0", "name": "bench-bare", "plugins": [
             {"type": "host-device", "device": nic.name, "ipam": {"type": "static", "addresses": [
                 {"address": nic.v4}, {"address": nic.v6}]}}]}
-        with Containerd(node, plugin=plugin, image_archive=archive) as c:
+        with Containerd(node, plugin=plugin) as c:
             c.start()
             for i in range(rounds + 2):  # two warm-up rounds, not counted
                 for side, conflist in (("ours", ours), ("bare", bare)):
@@ -310,8 +307,7 @@ def main() -> int:
     results: dict[str, Any] = {"plugin": args.plugin, "host_device": HOST_DEVICE,
                                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if args.only_containerd:
-        with tempfile.TemporaryDirectory(prefix="ahd-bench-") as tmp:
-            rows = containerd_side_by_side(args.plugin, args.containerd_rounds or 10, tmp)
+        rows = containerd_side_by_side(args.plugin, args.containerd_rounds or 10)
         print("\n".join(containerd_table(rows)))
         return 0
     with SimNode() as node:
@@ -324,9 +320,7 @@ def main() -> int:
             enter_netns_root()
     results["concurrency"] = concurrency(args.plugin, args.nics, args.concurrency_rounds)
     if args.containerd_rounds > 0:
-        with tempfile.TemporaryDirectory(prefix="ahd-bench-") as tmp:
-            results["containerd"] = containerd_side_by_side(args.plugin, args.containerd_rounds,
-                                                            tmp)
+        results["containerd"] = containerd_side_by_side(args.plugin, args.containerd_rounds)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -9,7 +9,8 @@ the dir, and removes /run/containerd (1.6 puts its shim sockets there, whatever 
 says) if it did not exist before.
 
 The sandbox ("pause") image is the local base image with `sleep infinity` as its command,
-built once with buildah and imported with `ctr`; no registry is needed.
+built once with buildah (kept in podman's store) and imported into each containerd's own
+store with `ctr`; no registry is needed.
 """
 
 from __future__ import annotations
@@ -57,14 +58,6 @@ def ensure_sandbox_image(base: str = BASE_IMAGE, image: str = SANDBOX_IMAGE) -> 
         finally:
             subprocess.run(["buildah", "rm", ctr], env=_PODMAN_ENV, capture_output=True, check=False)
     return image
-
-
-def save_sandbox_image(path: str, image: str = SANDBOX_IMAGE) -> str:
-    """The sandbox image as a docker archive `ctr images import` reads."""
-    if not os.path.exists(path):
-        _run("podman", "save", "--quiet", "--format", "docker-archive", "-o", path, image,
-             env=_PODMAN_ENV)
-    return path
 
 
 def _mountpoints_under(prefix: str) -> list[str]:
@@ -125,8 +118,7 @@ def _wait_gone(pid: int, seconds: float) -> bool:
 class Containerd:
     """One containerd on the simulated node, with our CNI dirs; a CRI client to it."""
 
-    def __init__(self, node: SimNode, plugin: str = "", image_archive: str = "",
-                 record_commands: bool = False) -> None:
+    def __init__(self, node: SimNode, plugin: str = "", record_commands: bool = False) -> None:
         self.node = node
         self.plugin = plugin or node.plugin
         self.had_run_dir = os.path.exists(RUN_CONTAINERD)
@@ -139,8 +131,8 @@ class Containerd:
         self.bin_dir = os.path.join(self.dir, "bin")
         self.calls_log = os.path.join(self.dir, "cni-calls.log")
         self.log_path = os.path.join(self.dir, "containerd.log")
-        self.image_archive = image_archive
         self.proc: subprocess.Popen[bytes] | None = None
+        self.imported = False
         self.channel: grpc.Channel | None = None
         self.rt: Any = None
         os.makedirs(self.conf_dir)
@@ -243,10 +235,21 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("containerd did not start: " + self.log_tail()) from None
                 time.sleep(0.1)
-        if self.image_archive and not os.path.exists(os.path.join(self.dir, ".imported")):
-            _run("ctr", "-a", self.socket, "-n", "k8s.io", "images", "import",
-                 self.image_archive)
-            open(os.path.join(self.dir, ".imported"), "w").close()
+        if not self.imported:
+            self._import_sandbox_image()
+
+    def _import_sandbox_image(self) -> None:
+        """podman's copy of the sandbox image, into this containerd's own store."""
+        archive = os.path.join(self.dir, "sandbox.tar")
+        ensure_sandbox_image()
+        try:
+            _run("podman", "save", "--quiet", "--format", "docker-archive", "-o", archive,
+                 SANDBOX_IMAGE, env=_PODMAN_ENV)
+            _run("ctr", "-a", self.socket, "-n", "k8s.io", "images", "import", archive)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(archive)
+        self.imported = True
 
     def stop(self) -> None:
         """containerd itself only (its shims and pods keep running, as on a node)."""

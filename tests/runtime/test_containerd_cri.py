@@ -13,7 +13,7 @@ import uuid
 
 import grpc
 import pytest
-from containerd_cri import Containerd, ensure_sandbox_image, in_netns, save_sandbox_image
+from containerd_cri import Containerd, in_netns
 from cri_api.v1 import api_pb2
 from simnode import SimNode
 
@@ -30,10 +30,8 @@ def node():
 
 
 @pytest.fixture(scope="module")
-def containerd(node, tmp_path_factory):
-    ensure_sandbox_image()
-    archive = save_sandbox_image(str(tmp_path_factory.mktemp("image") / "pause.tar"))
-    with Containerd(node, image_archive=archive, record_commands=True) as c:
+def containerd(node):
+    with Containerd(node, record_commands=True) as c:
         c.start()
         yield c
 
