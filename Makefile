@@ -93,7 +93,7 @@ test-installed: image
 demo: setup
 	$(VPY) hack/demo.py
 
-bench: bundle
+bench: bundle base-image
 	$(VPY) hack/bench.py --plugin build/bundle/bin/amd-host-device
 
 clean:
