@@ -17,12 +17,14 @@ def _records(node):
 
 def _gated_host_device(tmp_path, gate):
     """host-device that moves the NIC only once `gate` exists: the test closes the plugin's
-    stderr first, so every line the plugin logs after the move meets a closed pipe."""
+    stderr first, so every line the plugin logs after the move meets a closed pipe. If the gate
+    never opens (no line came before the move), it moves anyway and leaves `gate.late`."""
     cni = tmp_path / "cni"
     cni.mkdir()
     hd = cni / "host-device"
     hd.write_text('#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then\n'
                   f'  n=0; while [ ! -e {gate} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done\n'
+                  f'  [ -e {gate} ] || touch {gate}.late\n'
                   'fi\nexec /usr/lib/cni/host-device\n')
     hd.chmod(0o755)
     shutil.copy("/usr/lib/cni/static", cni / "static")
@@ -53,7 +55,7 @@ def test_add_with_a_stderr_closed_after_the_first_line_leaves_no_half_state(node
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert first, "the plugin logged nothing before the move"
+    assert first and not os.path.exists(f"{gate}.late"), "no line came before the move"
     answer = json.loads(out) if out.strip() else None
     name = pod.rsplit("/", 1)[1]
     if rc == 0:  # completed: a result, the NIC in the pod, the record kept
