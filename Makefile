@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PLUGIN := $(VENV)/bin/amd-host-device
 APT_PACKAGES := iproute2 ethtool containernetworking-plugins iputils-ping util-linux python3-venv \
-                patchelf podman buildah runc debootstrap
+                patchelf podman buildah runc containerd debootstrap
 PYTEST_ARGS ?=
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= localhost/amd-host-device:$(VERSION)
@@ -13,6 +13,7 @@ BASE_IMAGE ?= localhost/amd-host-device-base:bookworm
 export CONTAINERS_CONF := $(CURDIR)/hack/containers.conf
 
 PROBE_IMAGE ?= localhost/amd-host-device-probe:bookworm
+SANDBOX_IMAGE ?= localhost/amd-host-device-pause:bookworm
 
 .PHONY: setup apt venv test unit integration lint demo bench clean wheels bundle base-image \
         image test-image test-installed probe-image e2e e2e-podman e2e-kind
@@ -92,17 +93,20 @@ test-installed: image
 demo: setup
 	$(VPY) hack/demo.py
 
-bench: bundle
+bench: bundle base-image
 	$(VPY) hack/bench.py --plugin build/bundle/bin/amd-host-device
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results
 
-# The node-targeted testinfra suite against a simulated node on this machine, and the podman
-# CNI runtime driving our plugin through libcni.
+# The node-targeted testinfra suite against a simulated node on this machine, and real
+# runtimes driving our plugin through libcni: podman's CNI backend, and containerd's CRI as the
+# kubelet drives it (its own containerd in the node's netns; sandbox image $(SANDBOX_IMAGE),
+# built from the base image).
 e2e: setup probe-image
 	$(VENV)/bin/pytest -q tests/e2e --hosts=local:// $(PYTEST_ARGS)
-	PROBE_IMAGE=$(PROBE_IMAGE) $(VENV)/bin/pytest -q tests/runtime $(PYTEST_ARGS)
+	PROBE_IMAGE=$(PROBE_IMAGE) BASE_IMAGE=$(BASE_IMAGE) SANDBOX_IMAGE=$(SANDBOX_IMAGE) \
+	  $(VENV)/bin/pytest -q tests/runtime $(PYTEST_ARGS)
 
 probe-image: base-image
 	@podman image exists $(PROBE_IMAGE) || buildah bud --quiet --isolation chroot \

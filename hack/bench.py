@@ -8,6 +8,9 @@
 - A profile of where our ADD and DEL spend their time (AMD_HOST_DEVICE_PROFILE=1).
 - Concurrency: N NICs x M rounds of parallel ADD then parallel DEL: throughput, failures, and
   whether any record or any address was lost.
+- containerd (the kubelet's path): RunPodSandbox and StopPodSandbox over CRI with our plugin,
+  interleaved with the same for a bare host-device+static conflist on the same NIC
+  (hack/containerd_cri.py, the harness tests/runtime/test_containerd_cri.py uses).
 
 The benchmark process moves itself into the node's netns (setns), so neither side pays for
 `ip netns exec`. Results: bench-results/bench.json and a table on stdout. No test asserts any
@@ -195,6 +198,56 @@ def concurrency(plugin: str, nics: int, rounds: int) -> dict[str, Any]:
 _ROOT_NS_FD: int | None = None
 
 
+def containerd_side_by_side(plugin: str, rounds: int) -> dict[str, Any]:
+    """RunPodSandbox / StopPodSandbox wall time (ms) as the kubelet sees it, ours vs bare."""
+    from containerd_cri import Containerd
+
+    times: dict[str, dict[str, list[float]]] = {s: {"RunPodSandbox": [], "StopPodSandbox": []}
+                                                for s in ("ours", "bare")}
+    with SimNode() as node:
+        nic = node.add_nic(1)
+        ours = {"cniVersion": "1.0.0", "name": "bench-ours", "plugins": [
+            {k: v for k, v in node.conf(nic.pci).items() if k not in ("cniVersion", "name")}]}
+        bare = {"cniVersion": "1.0.0", "name": "bench-bare", "plugins": [
+            {"type": "host-device", "device": nic.name, "ipam": {"type": "static", "addresses": [
+                {"address": nic.v4}, {"address": nic.v6}]}}]}
+        with Containerd(node, plugin=plugin) as c:
+            c.start()
+            for i in range(rounds + 2):  # two warm-up rounds, not counted
+                for side, conflist in (("ours", ours), ("bare", bare)):
+                    c.use_network(conflist)
+                    node.sync_sysfs()
+                    started = time.perf_counter()
+                    sid = c.run_pod(f"bench{i}{side}")
+                    ran = time.perf_counter()
+                    c.stop_pod(sid)
+                    stopped = time.perf_counter()
+                    c.remove(sid)
+                    if side == "bare":  # host-device gives it back bare (not timed)
+                        for args in (("addr", "replace", nic.v4, "dev", nic.name),
+                                     ("addr", "replace", nic.v6, "dev", nic.name, "nodad"),
+                                     ("link", "set", nic.name, "up")):
+                            sh("ip", "-n", node.node, *args)
+                    if i >= 2:
+                        times[side]["RunPodSandbox"].append((ran - started) * 1000)
+                        times[side]["StopPodSandbox"].append((stopped - ran) * 1000)
+    result: dict[str, Any] = {}
+    for phase in ("RunPodSandbox", "StopPodSandbox"):
+        o, b = stats(times["ours"][phase]), stats(times["bare"][phase])
+        result[phase] = {"ours": o, "bare": b, "ratio": round(o["median"] / b["median"], 2)}
+    return result
+
+
+def containerd_table(rows: dict[str, Any]) -> list[str]:
+    lines = ["| containerd CRI call | ours median (p10-p90) ms | bare host-device+static median "
+             "(p10-p90) ms | ratio |", "| --- | --- | --- | --- |"]
+    for phase, row in rows.items():
+        o, b = row["ours"], row["bare"]
+        lines.append(f"| {phase} | {o['median']} ({o['p10']}-{o['p90']}) | {b['median']} "
+                     f"({b['p10']}-{b['p90']}) | {row['ratio']} |")
+    return lines
+
+
 def enter_netns_root() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     assert _ROOT_NS_FD is not None
@@ -228,6 +281,8 @@ def table(r: dict[str, Any]) -> str:
               f"ops/s), {c['failures']} failures, {c['lost_records_or_addresses']} lost records "
               f"or addresses; latency median {c['latency_ms']['median']} ms, p90 "
               f"{c['latency_ms']['p90']} ms."]
+    if "containerd" in r:
+        lines += ["", *containerd_table(r["containerd"])]
     return "\n".join(lines)
 
 
@@ -240,6 +295,9 @@ def main() -> int:
     p.add_argument("--profile-rounds", type=int, default=10)
     p.add_argument("--nics", type=int, default=8)
     p.add_argument("--concurrency-rounds", type=int, default=20)
+    p.add_argument("--containerd-rounds", type=int, default=10,
+                   help="RunPodSandbox/StopPodSandbox rounds through containerd (0: skip)")
+    p.add_argument("--only-containerd", action="store_true", help="the containerd row alone")
     p.add_argument("--out", default=os.path.join(REPO, "bench-results"))
     args = p.parse_args()
     if not os.access(args.plugin, os.X_OK):
@@ -248,6 +306,10 @@ def main() -> int:
     _ROOT_NS_FD = os.open("/proc/self/ns/net", os.O_RDONLY)
     results: dict[str, Any] = {"plugin": args.plugin, "host_device": HOST_DEVICE,
                                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if args.only_containerd:
+        rows = containerd_side_by_side(args.plugin, args.containerd_rounds or 10)
+        print("\n".join(containerd_table(rows)))
+        return 0
     with SimNode() as node:
         node.add_nic(1)
         enter_netns(node.node)
@@ -257,6 +319,8 @@ def main() -> int:
         finally:
             enter_netns_root()
     results["concurrency"] = concurrency(args.plugin, args.nics, args.concurrency_rounds)
+    if args.containerd_rounds > 0:
+        results["containerd"] = containerd_side_by_side(args.plugin, args.containerd_rounds)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)

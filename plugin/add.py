@@ -117,18 +117,17 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
 
 
 def _resolve(conf: NetConf, store: StateStore) -> device.Device:
-    """The NIC on the node; if it is not there because an attachment holds it, say which."""
-    try:
-        return device.resolve(conf.device_id, conf.device)
-    except CniError as e:
-        if not conf.device_id or "no network interface" not in e.msg:
-            raise
-        holder = store.holder_of(device.normalize_pci(conf.device_id))
-        if holder is None:
-            raise
-        raise CniError(DEVICE_IN_USE, f"device {holder.device_key} is attached to "
-                       f"{holder.container_id}/{holder.ifname}", "DEL that attachment first") \
-            from None
+    """The NIC on the node. A PCI function that lists no netdev may be one an attachment
+    holds: ask the state store first, so that answer does not wait for a netdev to appear."""
+    if conf.device_id:
+        address = device.normalize_pci(conf.device_id)
+        if not device.netdev_listed(address):
+            holder = store.holder_of(address)
+            if holder is not None:
+                raise CniError(DEVICE_IN_USE, f"device {holder.device_key} is attached to "
+                               f"{holder.container_id}/{holder.ifname}",
+                               "DEL that attachment first")
+    return device.resolve(conf.device_id, conf.device)
 
 
 def _stale(store: StateStore, dev: device.Device, env: Env) -> list[Record]:

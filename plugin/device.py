@@ -60,6 +60,11 @@ def _netdevs(address: str) -> list[str]:
         return []
 
 
+def netdev_listed(address: str) -> bool:
+    """Whether sysfs lists a netdev under the PCI function right now (no waiting)."""
+    return bool(_netdevs(address))
+
+
 def _driver(address: str) -> str:
     link = os.path.join(pci_dir(address), "driver")
     try:

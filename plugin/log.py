@@ -24,16 +24,34 @@ def _line(level: str, msg: str) -> str:
     return f"{stamp} amd-host-device {level} {ctx} {msg}".replace("\n", " ") + "\n"
 
 
+def _write(text: str) -> None:
+    """Best-effort: a closed stderr (the runtime or Multus died mid-ADD) must not fail the
+    command, or an ADD would stop between moving the NIC and answering. After the first
+    failure fd 2 points at /dev/null, so the unwritten rest and the exit-time flush cannot
+    fail either."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def event(msg: str) -> None:
-    sys.stderr.write(_line("info", msg))
+    _write(_line("info", msg))
 
 
 def warn(msg: str) -> None:
-    sys.stderr.write(_line("warn", msg))
+    _write(_line("warn", msg))
 
 
 def error(msg: str) -> None:
-    sys.stderr.write(_line("error", msg))
+    _write(_line("error", msg))
 
 
 class _Span:
@@ -92,4 +110,4 @@ def dump(total: float) -> None:
         for bucket, seconds in _timings:
             buckets[bucket] = buckets.get(bucket, 0.0) + seconds * 1000
         buckets["total in process"] = total * 1000
-        sys.stderr.write("amd-host-device profile " + json.dumps(buckets) + "\n")
+        _write("amd-host-device profile " + json.dumps(buckets) + "\n")
