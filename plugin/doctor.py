@@ -265,8 +265,8 @@ def check_nics(node: Node) -> Check:
                      "load the NIC's driver (ionic for AMD NICs) and check the device is "
                      "visible in this network namespace")
     amd = sum(" [AMD]" in x for x in lines)
-    return Check("pci-nics", Status.PASS, f"PCI NICs: {len(lines)} netdevs/functions, "
-                 f"{amd} AMD", details=tuple(lines))
+    return Check("pci-nics", Status.PASS, f"PCI NICs: {len(lines)} ({amd} AMD)",
+                 details=tuple(lines))
 
 
 # -- CNI configs ---------------------------------------------------------------------------------
