@@ -101,7 +101,7 @@ def check_host_device(node: Node) -> Check:
             found = delegate.locate(node.cni_path, cache)
     except CniError as e:
         return Check("host-device", Status.FAIL, f"host-device: {e.msg}", fix,
-                     (f"searched {':'.join(dirs)}",))
+                     (f"searched {':'.join(dirs) or 'nothing (CNI_PATH and the fallback dirs are empty)'}",))
     common = [v for v in CNI_VERSIONS if v in found.versions]
     summary = f"host-device: {found.path} speaks {', '.join(found.versions)}"
     if not common:
