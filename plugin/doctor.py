@@ -139,7 +139,8 @@ def check_state_dir(node: Node) -> Check:
     if problems:
         return Check("state-dir", Status.FAIL, f"state dir {root}: {problems[0]}",
                      f"chown -R root:root {root} && chmod 700 {root} {root}/*  "
-                     "(or remove what is not a directory)", tuple(problems))
+                     "(or remove what is not a directory)",
+                     tuple(problems) if len(problems) > 1 else ())
     if not os.path.isdir(root):
         return Check("state-dir", Status.PASS, f"state dir {root}: absent; the first ADD "
                      "creates it (root, 0700)")
