@@ -57,18 +57,17 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     from plugin.imports import load_dataclasses
 
     load_dataclasses()
-    from plugin import log
+    from plugin import log, policy
     from plugin.cni import parse_env
     from plugin.config import decode, parse_netconf
 
+    node_policy = policy.load()
+    # First, so that a refused request is in the admin's log file too.
+    log.to_file(node_policy.log_file, node_policy.log_file_max_bytes)
     env = parse_env(os.environ)
     log.bind(cmd=command, pod=log.pod_of(env.args), container=env.container_id[:12],
              ifname=env.ifname)
     raw = decode(stdin)
-    from plugin import policy
-
-    node_policy = policy.load()
-    log.to_file(node_policy.log_file, node_policy.log_file_max_bytes)
     conf = parse_netconf(raw, node_policy)
     log.record("start to main()", began - _STARTED)
     if command == "ADD":

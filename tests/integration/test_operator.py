@@ -342,3 +342,12 @@ def test_doctor_accepts_1_1_0_where_the_runtime_parses_it(node, ready, tmp_path)
            "PATH": bin_dir(tmp_path, "ip", "nsenter", fakes={"containerd": new})}
     rc, checks = doctor(node, env)
     assert rc == 0 and "containerd 2.0.2 parses up to 1.1.0" in checks["cni-configs"]["summary"]
+
+
+def test_a_refused_request_is_in_the_log_file_too(node, pod, tmp_path):
+    path = tmp_path / "ahd.log"
+    node.write_policy(logFile=str(path))
+    bad = node.cni("ADD", node.conf(node.nics[0].pci), "c1", pod, "")
+    assert bad.json["code"] == 4
+    (line,) = path.read_text().splitlines()
+    assert "level=error" in line and 'msg="CNI_IFNAME is not set (code 4)"' in line
