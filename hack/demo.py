@@ -4,6 +4,9 @@
 A node with two AMD "NICs" (veth stand-ins with IPv4+IPv6, a top-of-rack peer, a fake PCI
 sysfs); a pod that lists the same NAD twice (amd.com/nic: 2) gets net1 and net2 with the NICs'
 own addresses, pings the peer through each, is deleted, and the node gets both NICs back.
+On the way, what an admin would run on that node: `amd-host-device list` while the pod runs,
+and `amd-host-device doctor` at the end (a simulated node may lack things a real one has, e.g.
+a CNI config naming the plugin, so doctor may show a ✗; the demo does not depend on it).
 """
 
 from __future__ import annotations
@@ -26,8 +29,19 @@ def show(title: str, ns: str, *names: str) -> None:
         print("   ", (out.stdout or out.stderr).strip())
 
 
+def admin(node: SimNode, *args: str) -> None:
+    """Run the plugin by hand on the node, as an admin would, and show what it prints."""
+    print(f"\n--- on the node: amd-host-device {' '.join(args)}")
+    call = node.run(*args)
+    for line in (call.stdout + call.stderr).rstrip("\n").splitlines():
+        print("   ", line)
+    if args[0] == "doctor":
+        print(f"    (exit status {call.rc})")
+
+
 def main() -> int:
     with SimNode() as node:
+        node.write_policy()  # the admin's node policy: the defaults
         for i in (1, 2):
             node.add_nic(i)
         names = [n.name for n in node.nics]
@@ -48,6 +62,7 @@ def main() -> int:
             if not ok:
                 return 1
         show("node while the pod runs (NICs are gone)", node.node, *names)
+        admin(node, "list")
         pod.delete()
         print("\n--- pod deleted (DEL net2, then net1)")
         show("node after the pod (NICs restored, UP, same addresses)", node.node, *names)
@@ -55,6 +70,7 @@ def main() -> int:
             if node.addresses(node.node, nic.name) != {nic.v4, nic.v6}:
                 print(f"    {nic.name} was not restored")
                 return 1
+        admin(node, "doctor")
         print("\ndemo ok")
     return 0
 

@@ -95,9 +95,12 @@ class SimNode:
         self.nics.append(nic)
         return nic
 
-    def add_pci(self, pci: str, netdev: str, driver: str = "ionic") -> None:
+    def add_pci(self, pci: str, netdev: str, driver: str = "ionic", vendor: str = "0x1dd8") -> None:
         dev = os.path.join(self.sysfs, "bus", "pci", "devices", pci)
         os.makedirs(os.path.join(dev, "net", netdev), exist_ok=True)
+        for name, value in (("vendor", vendor), ("class", "0x020000")):  # AMD, Ethernet
+            with open(os.path.join(dev, name), "w") as f:
+                f.write(value + "\n")
         drv = os.path.join(self.sysfs, "bus", "pci", "drivers", driver)
         os.makedirs(drv, exist_ok=True)
         link = os.path.join(dev, "driver")
@@ -156,6 +159,23 @@ class SimNode:
         argv = ["ip", "netns", "exec", self.node, "env", "-i",
                 *(f"{k}={v}" for k, v in env.items()), plugin]
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+        return CniCall(p.returncode, p.stdout, p.stderr)
+
+    def env(self) -> dict[str, str]:
+        """What the plugin sees on this node besides the CNI variables."""
+        return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
+                "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path}
+
+    def run(self, *args: str, plugin: str = "", extra_env: dict[str, str] | None = None,
+            timeout: float = 120) -> CniCall:
+        """Run the plugin by hand in the node netns (`list`, `doctor`), as an admin would."""
+        env = {**self.env(), **(extra_env or {})}
+        self.sync_sysfs()
+        argv = ["ip", "netns", "exec", self.node, "env", "-i",
+                *(f"{k}={v}" for k, v in env.items()), plugin or self.plugin, *args]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
         return CniCall(p.returncode, p.stdout, p.stderr)
 
     def conf(self, pci: str = "", version: str = "1.0.0", **extra: Any) -> dict[str, Any]:

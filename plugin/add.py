@@ -24,6 +24,7 @@ from plugin.state import (
     PHASE_MOVING,
     Record,
     StateStore,
+    displayable,
     netns_identity,
 )
 
@@ -160,7 +161,8 @@ def add(env: Env, conf: NetConf) -> Result:
         _require_free_ifname(env)
         hd = delegate.locate(env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,
-                        PHASE_MOVING, snapshot, None, time.time(), netns_identity(env.netns))
+                        PHASE_MOVING, snapshot, None, time.time(), netns_identity(env.netns),
+                        pod=displayable(log.pod_of(env.args)))
         store.save(record)
         log.event(f"recorded {snapshot.name} ({len(snapshot.addresses)} addresses, mtu "
                   f"{snapshot.mtu}, {'up' if snapshot.up else 'down'}); moving it to the pod")

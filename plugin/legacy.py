@@ -59,16 +59,24 @@ def _path(state_dir: str) -> str:
     return os.path.join(state_dir, FILE_NAME)
 
 
-def _read(state_dir: str) -> dict[str, object]:
+def _parse(state_dir: str) -> dict[str, object]:
+    """The file's mappings; {} when there is none; OSError/ValueError when it is unreadable."""
     try:
         with open(_path(state_dir), "rb") as f:
             data = json.load(f)
     except FileNotFoundError:
         return {}
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def _read(state_dir: str) -> dict[str, object]:
+    try:
+        return _parse(state_dir)
     except (OSError, ValueError) as e:
         log.error(f"legacy mappings {_path(state_dir)} unreadable ({e}); ignoring it")
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _entry(device_id: str, raw: object) -> LegacyEntry | None:
@@ -86,6 +94,14 @@ def present(state_dir: str) -> bool:
 
 def entries(state_dir: str) -> list[LegacyEntry]:
     return [e for k, v in _read(state_dir).items() if (e := _entry(k, v))]
+
+
+def entries_checked(state_dir: str) -> tuple[list[LegacyEntry], list[str]]:
+    """For operators (`list`): the entries, and the keys of entries that are not valid; raises
+    OSError/ValueError when the file itself is unreadable (rather than logging it away)."""
+    raw = _parse(state_dir)
+    good = {k: e for k, v in raw.items() if (e := _entry(k, v))}
+    return list(good.values()), [k for k in raw if k not in good]
 
 
 def find(state_dir: str, device_id: str) -> LegacyEntry | None:

@@ -57,16 +57,18 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     from plugin.imports import load_dataclasses
 
     load_dataclasses()
-    from plugin import log
+    from plugin import log, policy
     from plugin.cni import parse_env
     from plugin.config import decode, parse_netconf
 
+    node_policy = policy.load()
+    # First, so that a refused request is in the admin's log file too.
+    log.to_file(node_policy.log_file, node_policy.log_file_max_bytes)
     env = parse_env(os.environ)
-    log.bind(cmd=command, container=env.container_id[:12], ifname=env.ifname)
+    log.bind(cmd=command, pod=log.pod_of(env.args), container=env.container_id[:12],
+             ifname=env.ifname)
     raw = decode(stdin)
-    from plugin import policy
-
-    conf = parse_netconf(raw, policy.load())
+    conf = parse_netconf(raw, node_policy)
     log.record("start to main()", began - _STARTED)
     if command == "ADD":
         from plugin import add
@@ -100,6 +102,10 @@ def main() -> int:
 
         return release.reconcile_main(sys.argv[2:])
     command = os.environ.get("CNI_COMMAND", "")
+    if not command:  # a person at a shell, not a runtime: the about text, list, doctor
+        from plugin import cli
+
+        return cli.main(sys.argv[1:])
     try:
         stdin = sys.stdin.buffer.read()
     except OSError as e:

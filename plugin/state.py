@@ -49,6 +49,7 @@ class Record:
     created: float = 0.0
     netns_id: str = ""   # "dev:inode" of the pod netns at ADD: a reused path is not the pod
     orphaned_since: float = 0.0  # when the NIC was first found neither in the pod nor home
+    pod: str = ""        # "namespace/name" from CNI_ARGS, for operators (`list`), never acted on
 
     def netns_alive(self, path: str = "") -> bool:
         """Whether the pod's netns still exists (and is the same namespace, not a reused
@@ -68,7 +69,7 @@ class Record:
                 "deviceKey": self.device_key, "pciAddress": self.pci_address,
                 "netns": self.netns, "phase": self.phase, "snapshot": self.snapshot.to_json(),
                 "result": self.result, "created": self.created, "netnsID": self.netns_id,
-                "orphanedSince": self.orphaned_since}
+                "orphanedSince": self.orphaned_since, "pod": self.pod}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Record:
@@ -77,10 +78,26 @@ class Record:
                    netns=obj.get("netns", ""), phase=obj["phase"],
                    snapshot=LinkSnapshot.from_json(obj["snapshot"]), result=obj.get("result"),
                    created=float(obj.get("created", 0.0)), netns_id=obj.get("netnsID", ""),
-                   orphaned_since=float(obj.get("orphanedSince", 0.0)))
+                   orphaned_since=float(obj.get("orphanedSince", 0.0)),
+                   pod=_display_text(obj.get("pod", "")))
 
     def advanced(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
         return replace(self, phase=phase, result=result if result is not None else self.result)
+
+
+_DISPLAY_MAX = 317  # a Kubernetes namespace (63) + "/" + a pod name (253)
+
+
+def displayable(value: str) -> str:
+    """value if it may be stored in a display-only field, else ""."""
+    return value if len(value) <= _DISPLAY_MAX and value.isprintable() else ""
+
+
+def _display_text(value: object) -> str:
+    """A field kept only to be shown: a string of printable characters, bounded."""
+    if not isinstance(value, str) or displayable(value) != value:
+        raise TypeError(f"pod must be a printable string of at most {_DISPLAY_MAX} characters")
+    return value
 
 
 def netns_identity(path: str) -> str:
@@ -96,12 +113,16 @@ def _io_error(what: str, e: OSError) -> CniError:
 
 
 class StateStore:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, read_only: bool = False) -> None:
+        """read_only (operators' `list`): nothing is created, and an unreadable record is
+        left in place and listed in `unreadable` instead of being set aside."""
         self.root = root
         self._attachments = os.path.join(root, "attachments")
         self._devices = os.path.join(root, "devices")
         self._locks = os.path.join(root, "locks")
         self._ready = False
+        self.read_only = read_only
+        self.unreadable: list[tuple[str, str]] = []   # (path, why), filled when read_only
 
     # -- layout -------------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -153,6 +174,41 @@ class StateStore:
             yield
         finally:
             os.close(fd)  # closing releases the flock
+
+    @contextlib.contextmanager
+    def shared_lock(self, device_key: str, timeout: float) -> Iterator[bool]:
+        """A reader's share of the device's lock, without creating anything: yields False if
+        an ADD/DEL held it for `timeout` (the caller reads anyway and says so). No lock file
+        means no ADD/DEL ever ran on the device."""
+        path = os.path.join(self._locks, self._safe_key(device_key) + ".lock")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            yield True
+            return
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    held = True
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                        held = False
+                        break
+                time.sleep(0.01)
+            yield held
+        finally:
+            os.close(fd)
+
+    def set_aside(self) -> list[str]:
+        """Records set aside as unreadable (`*.corrupt.<time>`), for operators to look at."""
+        try:
+            names = sorted(os.listdir(self._attachments))
+        except OSError:
+            return []
+        return [os.path.join(self._attachments, n) for n in names if ".corrupt." in n]
 
     # -- records ------------------------------------------------------------------------------
     def write_file(self, path: str, data: bytes, durable: bool = True) -> None:
@@ -223,6 +279,9 @@ class StateStore:
         try:
             return Record.from_json(json.loads(data))
         except (ValueError, KeyError, TypeError) as e:
+            if self.read_only:
+                self.unreadable.append((path, str(e)[:200]))
+                return None
             # One bad file must not block every other attachment: set it aside, keep going.
             aside = f"{path}.corrupt.{int(time.time())}"
             log.error(f"state record {path} is unreadable ({e}); moved to {aside}")
