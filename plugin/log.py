@@ -84,6 +84,9 @@ def set_sink(sink: Callable[[str], None] | None) -> None:
     _sink = sink or _stderr
 
 
+_ROTATE_TRIES = 8
+
+
 class _LogFile:
     """An append-only file the node's admin chose, rotated by size (one `.1` kept), so it
     never holds more than twice its cap; opened without following a symlink, 0600; the first
@@ -114,34 +117,31 @@ class _LogFile:
         return fd
 
     def write(self, line: str) -> None:
+        """Under the file's flock, write only to the file that is still at `path` and still
+        has room; otherwise rotate or follow another process's rotation and look again (a
+        lock taken on a file that was rotated meanwhile proves nothing)."""
         import fcntl
 
         data = line.encode("utf-8", "replace")
-        if self.fd < 0:
-            self.fd = self._open()
-        fcntl.flock(self.fd, fcntl.LOCK_EX)  # one rotation at a time across processes
-        try:
+        for _ in range(_ROTATE_TRIES):
+            if self.fd < 0:
+                self.fd = self._open()
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
             try:
-                current = os.stat(self.path).st_ino
-            except FileNotFoundError:
-                current = -1
-            if current != os.fstat(self.fd).st_ino:  # another process rotated it
-                self._reopen()
-            if os.fstat(self.fd).st_size + len(data) > self.max_bytes:
-                os.replace(self.path, self.path + ".1")
-                self._reopen()
-            os.write(self.fd, data)
-        finally:
-            if self.fd >= 0:
+                try:
+                    current = os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    current = -1
+                st = os.fstat(self.fd)
+                if current == st.st_ino:
+                    if st.st_size == 0 or st.st_size + len(data) <= self.max_bytes:
+                        os.write(self.fd, data)
+                        return
+                    os.replace(self.path, self.path + ".1")
+            finally:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
-
-    def _reopen(self) -> None:
-        import fcntl
-
-        old, self.fd = self.fd, -1
-        os.close(old)
-        self.fd = self._open()
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.close()  # rotated, by us or another process: open the new one
+        raise OSError(f"{self.path} kept rotating under us")
 
     def close(self) -> None:
         if self.fd >= 0:
