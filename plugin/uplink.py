@@ -121,10 +121,15 @@ def inspect(nic: str) -> Assessment:
     """One `ip -d -j -batch` (links, default routes); nexthop objects only when a default
     route uses one (older kernels have none)."""
     from plugin import backend
+    from plugin.errors import NETWORK_COMMAND_FAILED, CniError
 
-    links, routes = backend.ip_json(["link show", "route show table all default"],
-                                    details=True)
-    nexthops: list[dict[str, Any]] = []
-    if needs_nexthops(routes):
-        nexthops = backend.ip_json(["nexthop show"])[0]
+    try:
+        links, routes = backend.ip_json(["link show", "route show table all default"],
+                                        details=True)
+        nexthops: list[dict[str, Any]] = []
+        if needs_nexthops(routes):
+            nexthops = backend.ip_json(["nexthop show"])[0]
+    except backend.CommandFailed as e:
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot read the node's links and default "
+                       f"routes before moving {nic}", str(e)) from None
     return assess(nic, links, routes, nexthops)
