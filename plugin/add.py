@@ -192,14 +192,14 @@ def _guard_uplinks(netdev: str, snapshot: LinkSnapshot, conf: NetConf) -> uplink
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: {via} (moving it would cut "
                        "the node off)",
                        f"set \"{DEFAULT_ROUTE_OPT_OUT}\": true in the node policy to allow it")
-    if (seen.master or seen.uppers) and not conf.policy.allow_port_devices:
+    if seen.breaks_others and not conf.policy.allow_port_devices:
         what = ", ".join(([f"a port of {seen.master}"] if seen.master else [])
                          + ([f"the lower device of {', '.join(seen.uppers)}"]
                             if seen.uppers else []))
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: it is {what} (moving it "
                        "would break them)",
                        f"set \"{PORT_OPT_IN}\": true in the node policy to allow it")
-    if seen.master or seen.uppers:
+    if seen.breaks_others:
         log.warn(f"moving {netdev} away from {', '.join(filter(None, (seen.master, *seen.uppers)))}"
                  " (node policy allows it); DEL makes it a port again")
     return seen

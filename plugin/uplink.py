@@ -29,8 +29,15 @@ class Assessment:
 
     link: Mapping[str, Any] | None  # the NIC as `ip -d -j link show` reported it
     default_route_via: str          # "" or how the node's default route depends on the NIC
-    master: str                     # the bridge/bond it is a port of, or ""
+    master: str                     # the bridge/bond (or VRF) it is a port of, or ""
     uppers: tuple[str, ...]         # devices stacked on it (masters' chain and lower-linked)
+    master_kind: str = ""           # "bridge", "bond", "vrf", ...
+
+    @property
+    def breaks_others(self) -> bool:
+        """Moving it takes a port from a bridge/bond (any master but a VRF, whose membership
+        is only a routing domain) or the lower device from stacked ones."""
+        return bool(self.uppers) or bool(self.master and self.master_kind != "vrf")
 
 
 def _by_name(links: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -110,7 +117,8 @@ def assess(nic: str, links: Sequence[Mapping[str, Any]], routes: Sequence[Mappin
         if hit:
             via = f"the node's {family} default route goes through {hit[0]}, stacked on it"
             break
-    return Assessment(link, via, master, tuple(u for u in uppers if u != master))
+    master_kind = kind(_by_name(links).get(master, {})) if master else ""
+    return Assessment(link, via, master, tuple(u for u in uppers if u != master), master_kind)
 
 
 def needs_nexthops(routes: Sequence[Mapping[str, Any]]) -> bool:

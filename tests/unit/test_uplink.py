@@ -95,6 +95,17 @@ def test_what_moving_the_nic_takes_from_the_node(why, name, links, routes, nexth
     assert seen.uppers == uppers
 
 
+@pytest.mark.parametrize("links,breaks", [
+    (BRIDGE_LINKS, True),
+    ([nic("ens1f1", master="vrf-a"), upper("vrf-a", "vrf", None)], False),
+    ([nic("ens1f1", master="bond0"), upper("bond0", "bond", None)], True),
+    ([nic("ens1f1"), upper("mv0", "macvlan", "ens1f1")], True),
+    ([nic("ens1f1")], False),
+])
+def test_a_port_or_lower_device_is_refused_unless_its_master_is_a_vrf(links, breaks):
+    assert uplink.assess("ens1f1", links, []).breaks_others == breaks
+
+
 def test_nexthop_objects_are_read_only_when_a_default_route_uses_one():
     assert not uplink.needs_nexthops(DEFAULTS_MP[1:])
     assert uplink.needs_nexthops([{"dst": "default", "nhid": 3}])
