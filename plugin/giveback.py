@@ -161,8 +161,14 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
                     "type": "host-device", "device": record.snapshot.name}
             delegate.run(hd, "DEL", env, in_pod.name, view.path, conf)
             log.event(f"host-device returned {in_pod.name} from {view.path}")
-            # host-device renamed it back from its alias: no need to look it up again.
-            restore(record, Link(record.snapshot.name, in_pod.mac), fallback=True)
+            # host-device finds the link by name: prove that what came home is the NIC
+            # before giving it the node's configuration (the pod may have swapped names).
+            home = _node_link(record)
+            if home is None:
+                raise CniError(NETWORK_COMMAND_FAILED, f"what host-device returned from the pod "
+                               f"as {in_pod.name} is not provably {record.snapshot.name}",
+                               "record kept; see the log")
+            restore(record, home)
             return Outcome(True, True)
     # Only a NIC whose pod netns is gone may still be on its way home.
     link = _wait_on_node(record, wait if look_in_pod and view.pod_gone else 0)
@@ -183,18 +189,11 @@ def _reset_alias(netns: str, link: Mapping[str, Any], record: Record) -> None:
         log.warn(f"cannot reset the alias in the pod: {f.message}")
 
 
-def restore(record: Record, link: Link, fallback: bool = False) -> None:
+def restore(record: Record, link: Link) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
-    fallback: `link` is where the NIC should be; if it is not, find it by identity and retry.
     A NIC that was a bridge/bond port becomes a port of the same master again."""
     snap = record.snapshot
     failures = backend.ip_batch(snap.restore_lines(link.name, link.mac))
-    if fallback and failures and any(m in failures[0].message for m in backend.MISSING):
-        found = _node_link(record)
-        if found is None:
-            raise CniError(NETWORK_COMMAND_FAILED, f"{snap.name} is not on the node after "
-                           "host-device gave it back")
-        failures = backend.ip_batch(snap.restore_lines(found.name, found.mac))
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
     if any(" name " in f.line for f in failures if f.line.startswith("link set")):

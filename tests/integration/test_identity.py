@@ -254,3 +254,27 @@ def test_with_the_opt_ins_a_bridge_port_moves_and_comes_back_a_port(node, pod):
     assert details(node, node.node, a.name)["master"] == "br0"
     assert node.ip_json(node.node, "route", "show", "default")[0]["dev"] == "br0"
     assert node.ping(node.node, a.peer_v4)  # the uplink works again
+
+
+def test_names_swapped_under_host_device_never_give_the_node_config_to_an_impostor(
+        node, pod, tmp_path):
+    """host-device finds the link by name: a pod that swaps names between our look and its
+    move sends an impostor home. What comes home is proven before it gets the NIC's config."""
+    a = node.nics[0]
+    ok(node.cni("ADD", node.conf(a.pci), "c1", pod, "net1"))
+    p = ns(pod)
+    impostor(p, "imp", node.link(p, "net1")["address"], a.name)
+    d = tmp_path / "cni"
+    d.mkdir()
+    os.symlink("/usr/lib/cni/static", d / "static")
+    enter = 'nsenter --net="$CNI_NETNS" ip link set'
+    (d / "host-device").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$CNI_COMMAND" = DEL ]; then {enter} net1 down; {enter} net1 name real; '
+        f"{enter} imp name net1; fi\n"
+        'exec /usr/lib/cni/host-device "$@"\n')
+    (d / "host-device").chmod(0o755)
+    call = node.cni("DEL", node.conf(a.pci), "c1", pod, "net1", cni_path=str(d))
+    assert call.rc != 0 and call.json["code"] == 101, call.stdout
+    assert node.addresses(node.node, a.name) == set()  # the impostor got nothing of the NIC's
+    assert node.link(p, "real") is not None and records(node) == ["c1@net1.json"]
