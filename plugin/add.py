@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from plugin import backend, delegate, device, log
+from plugin import backend, delegate, device, identity, log, uplink
 from plugin.cni import Env
 from plugin.config import NetConf
 from plugin.errors import DEVICE_IN_USE, INVALID_CONFIG, INVALID_ENV, NETWORK_COMMAND_FAILED, CniError
@@ -29,6 +30,7 @@ from plugin.state import (
 )
 
 DEFAULT_ROUTE_OPT_OUT = "allowDefaultRouteDevice"
+PORT_OPT_IN = "allowPortDevices"
 
 
 def capture(netdev: str) -> LinkSnapshot:
@@ -154,15 +156,13 @@ def add(env: Env, conf: NetConf) -> Result:
             dev = replace(dev, netdev=_settle_stale(store, stale, dev, env, conf))
         dev = replace(dev, netdev=_settle_legacy(store, dev, env, conf))
         snapshot = capture(dev.netdev)
-        if snapshot.carries_default_route and not conf.allow_default_route:
-            raise CniError(INVALID_CONFIG, f"refusing to move {dev.netdev}: it carries the "
-                           "node's default route (moving it would cut the node off)",
-                           f"set \"{DEFAULT_ROUTE_OPT_OUT}\": true in the node policy to allow it")
+        seen = _guard_uplinks(dev.netdev, snapshot, conf)
         _require_free_ifname(env)
         hd = delegate.locate(env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,
                         PHASE_MOVING, snapshot, None, time.time(), netns_identity(env.netns),
-                        pod=displayable(log.pod_of(env.args)))
+                        identity=_node_identity(dev.netdev, seen.link), network=conf.name,
+                        pod=displayable(log.pod_of(env.args)), master=seen.master, uppers=seen.uppers)
         store.save(record)
         log.event(f"recorded {snapshot.name} ({len(snapshot.addresses)} addresses, mtu "
                   f"{snapshot.mtu}, {'up' if snapshot.up else 'down'}); moving it to the pod")
@@ -170,6 +170,7 @@ def add(env: Env, conf: NetConf) -> Result:
             version = hd.pick_version(conf.cni_version)
             raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
                                _delegate_conf(conf, version, dev.netdev, snapshot))
+            record = _with_pod_identity(record, env)
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
             # finds the NIC in the pod; only CHECK would need the ADD again.
@@ -180,6 +181,55 @@ def add(env: Env, conf: NetConf) -> Result:
             raise
     log.event(f"attached {snapshot.name} as {env.ifname}")
     return result
+
+
+def _guard_uplinks(netdev: str, snapshot: LinkSnapshot, conf: NetConf) -> uplink.Assessment:
+    """Refuse (code 7) to take the node's uplink, or a port/lower device, without opt-in."""
+    seen = uplink.inspect(netdev)
+    via = seen.default_route_via or ("the node's default route goes through it"
+                                     if snapshot.carries_default_route else "")
+    if via and not conf.allow_default_route:
+        raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: {via} (moving it would cut "
+                       "the node off)",
+                       f"set \"{DEFAULT_ROUTE_OPT_OUT}\": true in the node policy to allow it")
+    if seen.breaks_others and not conf.policy.allow_port_devices:
+        what = ", ".join(([f"a port of {seen.master}"] if seen.master else [])
+                         + ([f"the lower device of {', '.join(seen.uppers)}"]
+                            if seen.uppers else []))
+        raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: it is {what} (moving it "
+                       "would break them)",
+                       f"set \"{PORT_OPT_IN}\": true in the node policy to allow it")
+    if seen.breaks_others:
+        log.warn(f"moving {netdev} away from {', '.join(filter(None, (seen.master, *seen.uppers)))}"
+                 " (node policy allows it); DEL makes it a port again")
+    return seen
+
+
+def _node_identity(netdev: str, link: Mapping[str, Any] | None) -> identity.NicIdentity:
+    """What proves, later, that an interface is this NIC (plugin/identity.py)."""
+    if link is None:
+        return identity.NicIdentity()
+    perm = backend.ethtool_perm_mac(netdev) if identity.wants_perm_mac(link) else ""
+    return identity.of_link(link, identity.Frame.NODE, perm)
+
+
+def _with_pod_identity(record: Record, env: Env) -> Record:
+    """A veth NIC's peer as the pod sees it: nsids are per namespace, so DEL compares what it
+    reads in the pod with what was read in the pod. Read before any workload runs there."""
+    if not record.identity.peer_node:
+        return record
+    try:
+        found = backend.ip_json([f"link show dev {env.ifname}"], netns=env.netns,
+                                details=True)[0]
+    except backend.CommandFailed as e:
+        log.warn(f"cannot read {env.ifname} in the pod ({e}); DEL will prove it by name and "
+                 "peer index only while the record says moving")
+        return record
+    peer = identity.veth_peer(found[0]) if found else ""
+    if not peer or peer.split(":")[0] != record.identity.peer_node.split(":")[0]:
+        log.warn(f"{env.ifname} in the pod is not the veth that left the node ({peer or 'none'})")
+        return record
+    return replace(record, identity=replace(record.identity, peer_pod=peer))
 
 
 def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device) -> Result:

@@ -101,14 +101,16 @@ def run(argv: Sequence[str], stdin: str | None = None, netns: str = "",
     return with_retries(lambda: _run_once(full, stdin), missing_is_transient)
 
 
-def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = False
-            ) -> list[list[dict[str, Any]]]:
-    """Several `ip -j` reads in one process: one JSON array per line, in order."""
+def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = False,
+            details: bool = False) -> list[list[dict[str, Any]]]:
+    """Several `ip -j` reads in one process: one JSON array per line, in order.
+    details: `ip -d` (link kinds, veth peers, PCI parents, masters)."""
+    opts = ["-j", "-d"] if details else ["-j"]
     if len(lines) == 1:
-        out = run(["ip", "-j", *lines[0].split()], netns=netns,
+        out = run(["ip", *opts, *lines[0].split()], netns=netns,
                   missing_is_transient=missing_is_transient)
     else:
-        out = run(["ip", "-j", "-batch", "-"], stdin="\n".join(lines) + "\n", netns=netns,
+        out = run(["ip", *opts, "-batch", "-"], stdin="\n".join(lines) + "\n", netns=netns,
                   missing_is_transient=missing_is_transient)
     return _split_arrays(out, len(lines))
 
@@ -159,6 +161,15 @@ def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
             raise
         return [BatchFailure(lines[n - 1], e.stderr.strip()[:300]) for n in failed
                 if 0 < n <= len(lines)]
+
+
+def ethtool_perm_mac(ifname: str, netns: str = "") -> str:
+    """`ethtool -P`: the hardware's permanent MAC, "" where there is none or no ethtool."""
+    try:
+        out = run(["ethtool", "-P", ifname], netns=netns)
+    except CommandFailed:
+        return ""
+    return out.split("address:", 1)[1].strip().lower() if "address:" in out else ""
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,30 @@
 """Giving a NIC back to the node, wherever an attachment left it, with the configuration it had.
 
 Used by DEL, by ADD's rollback and by the clean-up of stale records, so one path decides where
-the NIC is: in the pod under CNI_IFNAME, in the pod under another name (renamed, or host-device
-failed half-way), or already on the node (ADD crashed before the move, or the pod's netns died
-and the kernel sent it home under its pod-side name).
+the NIC is: in the pod under any name, or already on the node (ADD crashed before the move, or
+the pod's netns died and the kernel sent it home under its pod-side name). An interface is the
+NIC only when plugin/identity.py proves it, never by its name, alias or MAC; and CNI_NETNS is
+looked into only when it is the namespace ADD recorded.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from plugin import backend, delegate, log
-from plugin.cni import Env
+from plugin import backend, delegate, identity, log
+from plugin.cni import Env, valid_ifname
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
-from plugin.state import Record
+from plugin.state import PHASE_MOVING, Record, netns_identity
 
 RETURN_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class Link:
-    """A link found by name or MAC, in the pod or on the node."""
+    """A link proven to be the NIC, in the pod or on the node."""
 
     name: str
     mac: str
@@ -34,61 +34,60 @@ def _as_link(obj: Mapping[str, Any]) -> Link:
     return Link(str(obj.get("ifname", "")), str(obj.get("address", "")).lower())
 
 
-def _pick(links: Sequence[Mapping[str, Any]], names: Sequence[str], mac: str,
-          name_is_proof: bool = False) -> Link | None:
-    """By name (with the right MAC unless the name alone proves it), else by MAC alone; a MAC
-    shared by several links that carry none of the names is ambiguous: nothing is picked."""
-    mac = mac.lower()
-    found = [_as_link(x) for x in links]
-    for name in names:
-        for link in found:
-            if link.name == name and (name_is_proof or not mac or link.mac == mac):
-                return link
-    by_mac = [link for link in found if mac and link.mac == mac]
-    if len(by_mac) == 1:
-        return by_mac[0]
-    if by_mac:
-        log.warn(f"MAC {mac} is on several links {[x.name for x in by_mac]}; not guessing")
-    return None
+def nic_identity(record: Record) -> identity.NicIdentity:
+    """The record's proof of identity; a PCI-selected NIC is at least its PCI address."""
+    ident = record.identity
+    if not ident.pci and record.pci_address:
+        ident = replace(ident, pci=record.pci_address)
+    return ident
 
 
-def _pod_link(netns: str, record: Record) -> Link | None:
+def _perm_macs(ident: identity.NicIdentity, links: Sequence[Mapping[str, Any]],
+               netns: str) -> dict[str, str]:
+    """ethtool -P only where it can decide: the record has a permanent MAC and the link is
+    hardware `ip` shows no PCI parent for."""
+    if not ident.perm_mac:
+        return {}
+    return {str(x.get("ifname")): backend.ethtool_perm_mac(str(x.get("ifname")), netns)
+            for x in links if identity.wants_perm_mac(x)}
+
+
+def _pod_link(netns: str, record: Record) -> Mapping[str, Any] | None:
     try:
-        links = backend.ip_json(["link show"], netns=netns)[0]
+        links = backend.ip_json(["link show"], netns=netns, details=True)[0]
     except backend.CommandFailed as e:
         # Not knowing is not "not there": fail, and let the runtime retry.
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot look into the pod's netns {netns}",
                        str(e)) from None
-    # CNI_IFNAME in the pod is ours whatever its MAC (the pod may have changed it). Under the
-    # node's name it is ours if the MAC says so (host-device failed half-way), or if we know
-    # no MAC (records from AMD's Go plugin, whose older releases kept the node's name).
-    mine = _pick(links, [record.ifname], record.snapshot.mac, name_is_proof=True)
-    if mine is None and record.snapshot.name != record.ifname:
-        mine = _pick(links, [record.snapshot.name], record.snapshot.mac,
-                     name_is_proof=not record.snapshot.mac)
-    return mine
+    ident = nic_identity(record)
+    # A record still "moving" has no pod-side peer yet; its pod has run no workload (ADD has
+    # not returned), so the names host-device gives the NIC count with the peer's ifindex.
+    fresh = record.phase == PHASE_MOVING and not ident.peer_pod
+    found, why = identity.find(ident, links, identity.Frame.POD, _perm_macs(ident, links, netns),
+                               names=(record.ifname, record.snapshot.name), fresh=fresh)
+    for reason in why:
+        log.warn(f"not the NIC of {record.attachment} in the pod: {reason}")
+    return found
 
 
-def _node_link(record: Record, mac: str) -> Link | None:
-    name = record.snapshot.name
-    try:
-        found = backend.ip_json([f"link show dev {name}"])[0]
-        if found and (not mac or str(found[0].get("address", "")).lower() == mac.lower()):
-            return _as_link(found[0])
-    except backend.CommandFailed as e:
-        if not e.missing_device:
-            raise
-    if not mac:
-        return None
-    return _pick(backend.ip_json(["link show"])[0], [name, record.ifname], mac)
+def _node_link(record: Record) -> Link | None:
+    """The NIC on the node, proven by identity (a Go-plugin mapping: by its name)."""
+    ident = nic_identity(record)
+    links = backend.ip_json(["link show"], details=True)[0]
+    found, why = identity.find(ident, links, identity.Frame.NODE, _perm_macs(ident, links, ""),
+                               names=(record.snapshot.name, record.ifname),
+                               legacy_name=record.snapshot.name if ident.legacy else "")
+    for reason in why:
+        log.warn(f"not the NIC of {record.attachment} on the node: {reason}")
+    return _as_link(found) if found else None
 
 
-def _wait_on_node(record: Record, mac: str, seconds: float) -> Link | None:
+def _wait_on_node(record: Record, seconds: float) -> Link | None:
     """Look for the NIC on the node; a physical NIC leaves a destroyed netns asynchronously,
     so `seconds` > 0 waits for it, bounded."""
     deadline = time.monotonic() + seconds
     while True:
-        link = _node_link(record, mac)
+        link = _node_link(record)
         if link or time.monotonic() >= deadline:
             return link
         time.sleep(0.1)
@@ -96,66 +95,114 @@ def _wait_on_node(record: Record, mac: str, seconds: float) -> Link | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Whether the NIC was restored, and whether its pod netns still exists."""
+    """Whether the NIC was restored, whether its pod netns still exists, and why CNI_NETNS
+    was not looked into (then a NIC not found is not an orphan: it may be safe in its pod)."""
 
     restored: bool
     pod_alive: bool
+    refused: str = ""
 
 
-def pod_netns(record: Record, env_netns: str) -> str:
-    """The runtime's CNI_NETNS is authoritative; the recorded path only while it is still the
-    same namespace."""
+@dataclass(frozen=True)
+class PodView:
+    """Where to look for the NIC in a pod: `path` ("" = on the node only), and why not."""
+
+    path: str
+    why: str = ""
+    pod_gone: bool = False  # the attachment's own netns is gone: its NIC may be on its way home
+
+
+def choose_netns(record: Record, env_netns: str, env_id: str, recorded_id: str,
+                 node_id: str) -> PodView:
+    """Pure: which namespace is the attachment's pod. Identities are "dev:inode".
+
+    CNI_NETNS is looked into only when it is the namespace ADD recorded (a path reused by
+    another pod is not this pod), and never when it is the node's own netns."""
+    recorded_alive = bool(recorded_id) and (not record.netns_id or recorded_id == record.netns_id)
+    gone = not recorded_alive
     if env_netns:
-        return env_netns if os.path.exists(env_netns) else ""
-    return record.netns if record.netns_alive() else ""
+        if not env_id:
+            return PodView("", "", gone)
+        if env_id == node_id:
+            return PodView("", f"CNI_NETNS {env_netns} is the node's own netns: nothing is "
+                           "moved out of it", gone)
+        if record.netns_id and env_id != record.netns_id:
+            return PodView("", f"CNI_NETNS {env_netns} is another namespace ({env_id}) than "
+                           f"the attachment's ({record.netns_id}): not looking into it", gone)
+        return PodView(env_netns)
+    if recorded_alive and recorded_id != node_id:
+        return PodView(record.netns)
+    return PodView("", "", gone)
+
+
+def pod_view(record: Record, env_netns: str) -> PodView:
+    return choose_netns(record, env_netns, netns_identity(env_netns) if env_netns else "",
+                        netns_identity(record.netns) if record.netns else "",
+                        netns_identity("/proc/self/ns/net"))
 
 
 def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAIT_SECONDS,
               look_in_pod: bool = True) -> Outcome:
-    """Bring the NIC to the node and restore it. Not restored if it is nowhere to be found
-    (a veth destroyed with its netns, or a NIC the kernel has not returned yet).
+    """Bring the NIC to the node and restore it. Not restored if no interface proves to be it
+    (a veth destroyed with its netns, a NIC the kernel has not returned yet, or a pod that
+    hides it): the caller keeps the record.
 
-    look_in_pod=False when the caller already found the NIC on the node: then an interface
-    that happens to carry CNI_IFNAME in the pod is not ours to take."""
-    netns = pod_netns(record, env.netns) if look_in_pod else ""
-    mac = record.snapshot.mac
-    if netns:
-        in_pod = _pod_link(netns, record)
-        if in_pod:
+    look_in_pod=False when the caller already found the NIC on the node."""
+    view = pod_view(record, env.netns) if look_in_pod else PodView("")
+    if view.why:
+        log.warn(view.why)
+    if view.path:
+        found = _pod_link(view.path, record)
+        if found is not None:
+            in_pod = _as_link(found)
+            _reset_alias(view.path, found, record)
             hd = delegate.locate(env.path, state_dir)
             conf = {"cniVersion": hd.pick_version("1.0.0"), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
-            delegate.run(hd, "DEL", env, in_pod.name, netns, conf)
-            log.event(f"host-device returned {in_pod.name} from {netns}")
-            mac = in_pod.mac
-            # host-device renamed it back from its alias: no need to look it up again.
-            restore(record, Link(record.snapshot.name, mac), fallback=True)
+            delegate.run(hd, "DEL", env, in_pod.name, view.path, conf)
+            log.event(f"host-device returned {in_pod.name} from {view.path}")
+            # host-device finds the link by name: prove that what came home is the NIC
+            # before giving it the node's configuration (the pod may have swapped names).
+            home = _node_link(record)
+            if home is None:
+                raise CniError(NETWORK_COMMAND_FAILED, f"what host-device returned from the pod "
+                               f"as {in_pod.name} is not provably {record.snapshot.name}",
+                               "record kept; see the log")
+            restore(record, home)
             return Outcome(True, True)
     # Only a NIC whose pod netns is gone may still be on its way home.
-    gone = look_in_pod and not netns
-    link = _wait_on_node(record, mac, wait if gone else 0)
+    link = _wait_on_node(record, wait if look_in_pod and view.pod_gone else 0)
     if link is None:
-        return Outcome(False, bool(netns))
+        return Outcome(False, not view.pod_gone, view.why)
     restore(record, link)
-    return Outcome(True, bool(netns))
+    return Outcome(True, not view.pod_gone)
 
 
-def restore(record: Record, link: Link, fallback: bool = False) -> None:
+def _reset_alias(netns: str, link: Mapping[str, Any], record: Record) -> None:
+    """host-device renames the NIC to its alias on the way out; the pod may have changed it."""
+    name = str(link.get("ifname", ""))
+    if link.get("ifalias") == record.snapshot.name or not valid_ifname(name):
+        return
+    failures = backend.ip_batch([f"link set dev {name} alias "
+                                 f"{record.snapshot.name}"], netns=netns)
+    for f in failures:
+        log.warn(f"cannot reset the alias in the pod: {f.message}")
+
+
+def restore(record: Record, link: Link) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
-    fallback: `link` is where the NIC should be; if it is not, find it by MAC and retry."""
+    A NIC that was a bridge/bond port becomes a port of the same master again."""
     snap = record.snapshot
     failures = backend.ip_batch(snap.restore_lines(link.name, link.mac))
-    if fallback and failures and any(m in failures[0].message for m in backend.MISSING):
-        found = _node_link(record, link.mac)
-        if found is None:
-            raise CniError(NETWORK_COMMAND_FAILED, f"{snap.name} is not on the node after "
-                           "host-device gave it back")
-        failures = backend.ip_batch(snap.restore_lines(found.name, found.mac))
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
     if any(" name " in f.line for f in failures if f.line.startswith("link set")):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))
+    if record.master:
+        for f in backend.ip_batch([f"link set dev {snap.name} master {record.master}"]):
+            log.error(f"cannot make {snap.name} a port of {record.master} again: {f.message}")
     log.event(f"restored {snap.name}: {len(snap.addresses)} addresses, mtu {snap.mtu or 'kept'}, "
-              f"{'up' if snap.up else 'down'}"
+              f"{'up' if snap.up else 'down'}" + (f", port of {record.master}" if record.master
+                                                  else "")
               + (f", {len(failures)} steps failed" if failures else ""))

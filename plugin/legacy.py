@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from plugin import log
 from plugin.device import normalize_pci
 from plugin.errors import CniError
+from plugin.identity import NicIdentity
 from plugin.netinfo import Address, LinkSnapshot
 from plugin.state import LEGACY_FILE_NAME, PHASE_ATTACHED, Record, StateStore
 
@@ -52,7 +53,10 @@ class LegacyEntry:
             key = normalize_pci(self.device_id)
         except CniError:
             key = self.device_id.replace("/", "_")
-        return Record(container_id, ifname, key, key, netns, PHASE_ATTACHED, snapshot)
+        # It recorded no identity: its PCI address proves the NIC in a pod; on the node its
+        # name is the old rule (plugin/identity.py).
+        return Record(container_id, ifname, key, key, netns, PHASE_ATTACHED, snapshot,
+                      identity=NicIdentity(legacy=True))
 
 
 def _path(state_dir: str) -> str:

@@ -34,6 +34,11 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
     if outcome.restored:
         store.remove(record)
         return "restored"
+    if outcome.refused:
+        # The NIC may be safe in its own pod: not an orphan, nothing to expire.
+        log.warn(f"{record.snapshot.name} of {record.attachment} is not on the node; record "
+                 "kept for a DEL with the attachment's netns, or for reconcile")
+        return "kept"
     now = time.time()
     # A /proc/<pid>/ns/net path cannot be judged from another PID namespace (the reconcile
     # container's): never expire those; DEL and GC still handle them.
@@ -117,11 +122,30 @@ def valid_attachments(raw: Mapping[str, Any]) -> set[tuple[str, str]]:
     return {(i["containerID"], i["ifname"]) for i in items}
 
 
+def gc_candidates(records: Iterable[Record], network: str,
+                  valid: set[tuple[str, str]]) -> tuple[list[Record], list[Record]]:
+    """Pure: (released, left alone). The runtime's list is the valid attachments *of this
+    network*: a record of another network, or of none recorded (older records), is not GC's
+    to judge; reconcile still releases it when its pod is gone."""
+    released: list[Record] = []
+    other: list[Record] = []
+    for r in records:
+        if r.network != network:
+            other.append(r)
+        elif (r.container_id, r.ifname) not in valid:
+            released.append(r)
+    return released, other
+
+
 def gc(env: Env, conf: NetConf, raw: Mapping[str, Any]) -> None:
-    """CNI 1.1 GC: restore and forget every attachment the runtime no longer knows."""
+    """CNI 1.1 GC: restore and forget every attachment of this network the runtime no longer
+    knows."""
     valid = valid_attachments(raw)
     store = StateStore(conf.state_dir)
-    stale = [r for r in store.records() if (r.container_id, r.ifname) not in valid]
+    stale, other = gc_candidates(store.records(), conf.name, valid)
+    for r in other:
+        log.event(f"GC of {conf.name!r} leaves {r.attachment} alone: its network is "
+                  f"{r.network or 'not recorded'}")
     errors = _sweep(store, stale, env.path, conf.lock_timeout, MAX_ORPHAN_SECONDS)
     if errors:
         raise CniError(NETWORK_COMMAND_FAILED, f"GC finished with {len(errors)} errors",

@@ -25,6 +25,7 @@ from typing import Any
 
 from plugin import log
 from plugin.errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
+from plugin.identity import NicIdentity
 from plugin.netinfo import LinkSnapshot
 
 FORMAT = 1
@@ -49,7 +50,11 @@ class Record:
     created: float = 0.0
     netns_id: str = ""   # "dev:inode" of the pod netns at ADD: a reused path is not the pod
     orphaned_since: float = 0.0  # when the NIC was first found neither in the pod nor home
-    pod: str = ""        # "namespace/name" from CNI_ARGS, for operators (`list`), never acted on
+    identity: NicIdentity = NicIdentity()  # noqa: RUF009 (immutable); proof of the NIC
+    network: str = ""    # the network's `name` (Multus: the NAD's): GC releases only its own
+    pod: str = ""        # "<K8S_POD_NAMESPACE>/<K8S_POD_NAME>" when the runtime sent them
+    master: str = ""     # the bridge/bond the NIC was a port of (moved with node policy's opt-in)
+    uppers: tuple[str, ...] = ()  # devices stacked on the NIC when it left (gone with the move)
 
     def netns_alive(self, path: str = "") -> bool:
         """Whether the pod's netns still exists (and is the same namespace, not a reused
@@ -69,7 +74,9 @@ class Record:
                 "deviceKey": self.device_key, "pciAddress": self.pci_address,
                 "netns": self.netns, "phase": self.phase, "snapshot": self.snapshot.to_json(),
                 "result": self.result, "created": self.created, "netnsID": self.netns_id,
-                "orphanedSince": self.orphaned_since, "pod": self.pod}
+                "orphanedSince": self.orphaned_since, "identity": self.identity.to_json(),
+                "network": self.network, "pod": self.pod, "master": self.master,
+                "uppers": list(self.uppers)}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Record:
@@ -79,7 +86,8 @@ class Record:
                    snapshot=LinkSnapshot.from_json(obj["snapshot"]), result=obj.get("result"),
                    created=float(obj.get("created", 0.0)), netns_id=obj.get("netnsID", ""),
                    orphaned_since=float(obj.get("orphanedSince", 0.0)),
-                   pod=_display_text(obj.get("pod", "")))
+                   identity=NicIdentity.from_json(obj.get("identity")),
+                   **_attachment_fields(obj))
 
     def advanced(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
         return replace(self, phase=phase, result=result if result is not None else self.result)
@@ -93,11 +101,25 @@ def displayable(value: str) -> str:
     return value if len(value) <= _DISPLAY_MAX and value.isprintable() else ""
 
 
-def _display_text(value: object) -> str:
-    """A field kept only to be shown: a string of printable characters, bounded."""
-    if not isinstance(value, str) or displayable(value) != value:
-        raise TypeError(f"pod must be a printable string of at most {_DISPLAY_MAX} characters")
-    return value
+def _attachment_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """network, pod, master, uppers: validated on read (a record is hostile input)."""
+    from plugin.cni import valid_ifname
+
+    out: dict[str, Any] = {}
+    for key in ("network", "pod", "master"):
+        value = obj.get(key, "")
+        if not isinstance(value, str) or displayable(value) != value:
+            raise ValueError(f"{key}: must be a printable string of at most {_DISPLAY_MAX} "
+                             "characters")
+        if key == "master" and value and not valid_ifname(value):
+            raise ValueError("master: not an interface name")
+        out[key] = value
+    uppers = obj.get("uppers", [])
+    if not isinstance(uppers, list) or not all(isinstance(u, str) and valid_ifname(u)
+                                               for u in uppers):
+        raise ValueError("uppers: must be a list of interface names")
+    out["uppers"] = tuple(uppers)
+    return out
 
 
 def netns_identity(path: str) -> str:
