@@ -35,12 +35,16 @@ def capture(netdev: str) -> LinkSnapshot:
     try:
         addr, routes = backend.ip_json([f"address show dev {netdev}",
                                         f"route show table all dev {netdev}"],
-                                       missing_is_transient=True)
+                                       missing_is_transient=True, numeric=True)
     except backend.CommandFailed as e:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}", str(e)) from None
     if not addr:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}: no such link")
-    return parse_snapshot(addr, routes)
+    try:
+        return parse_snapshot(addr, routes)
+    except ValueError as e:  # validate.Corrupt: something restore could not give back
+        raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
+                       f"cannot be recorded faithfully: {e}") from None
 
 
 def _delegate_conf(conf: NetConf, version: str, netdev: str,

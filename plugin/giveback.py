@@ -140,17 +140,27 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
     return Outcome(True, bool(netns))
 
 
+def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
+    """The restore batch; a name or MAC that cannot go into a batch line (the pod may have
+    chosen it) is refused, never sent."""
+    try:
+        return backend.ip_batch(record.snapshot.restore_lines(link.name, link.mac))
+    except ValueError as e:  # validate.Corrupt, backend.UnsafeLine
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot restore {record.snapshot.name}: {e}",
+                       f"record {record.attachment}") from None
+
+
 def restore(record: Record, link: Link, fallback: bool = False) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
     fallback: `link` is where the NIC should be; if it is not, find it by MAC and retry."""
     snap = record.snapshot
-    failures = backend.ip_batch(snap.restore_lines(link.name, link.mac))
-    if fallback and failures and any(m in failures[0].message for m in backend.MISSING):
+    failures = _apply(record, link)
+    if fallback and failures and failures[0].missing_device:
         found = _node_link(record, link.mac)
         if found is None:
             raise CniError(NETWORK_COMMAND_FAILED, f"{snap.name} is not on the node after "
                            "host-device gave it back")
-        failures = backend.ip_batch(snap.restore_lines(found.name, found.mac))
+        failures = _apply(record, found)
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
     if any(" name " in f.line for f in failures if f.line.startswith("link set")):

@@ -10,16 +10,26 @@ each one once its NIC is restored. The file is rewritten atomically under its ow
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from plugin import log
+from plugin import validate as v
 from plugin.device import normalize_pci
 from plugin.errors import CniError
 from plugin.netinfo import Address, LinkSnapshot
-from plugin.state import LEGACY_FILE_NAME, PHASE_ATTACHED, Record, StateStore
+from plugin.state import (
+    LEGACY_FILE_NAME,
+    PHASE_ATTACHED,
+    NotRegular,
+    Record,
+    StateStore,
+    read_regular,
+    set_aside,
+)
 
 FILE_NAME = LEGACY_FILE_NAME
 LOCK_KEY = "legacy-ip-interface-mappings"
@@ -36,8 +46,6 @@ class LegacyEntry:
 
     def as_record(self, container_id: str, ifname: str, netns: str) -> Record:
         """What we would have recorded: no MAC, no MTU, no routes (the Go plugin kept none)."""
-        import ipaddress
-
         addrs = []
         for cidr in self.addresses:
             try:
@@ -51,7 +59,7 @@ class LegacyEntry:
         try:
             key = normalize_pci(self.device_id)
         except CniError:
-            key = self.device_id.replace("/", "_")
+            key = f"name:{self.device_id}"  # checked as an interface name in _checked
         return Record(container_id, ifname, key, key, netns, PHASE_ATTACHED, snapshot)
 
 
@@ -60,28 +68,52 @@ def _path(state_dir: str) -> str:
 
 
 def _read(state_dir: str) -> dict[str, object]:
+    path = _path(state_dir)
     try:
-        with open(_path(state_dir), "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
+        data = read_regular(path)
+        if data is None:
+            return {}
+        obj = json.loads(data)
+    except NotRegular as e:
+        set_aside(path, str(e))
         return {}
-    except (OSError, ValueError) as e:
-        log.error(f"legacy mappings {_path(state_dir)} unreadable ({e}); ignoring it")
+    except (OSError, ValueError, RecursionError) as e:
+        log.error(f"legacy mappings {path} unreadable ({e}); ignoring it")
         return {}
-    return data if isinstance(data, dict) else {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def _entry(device_id: str, raw: object) -> LegacyEntry | None:
-    if not isinstance(raw, dict) or not isinstance(raw.get("hostInterfaceName"), str):
+    """One mapping, checked as if hostile: an entry that fails is logged and ignored, and its
+    NIC is never touched on the strength of it."""
+    try:
+        return _checked(device_id, raw)
+    except ValueError as e:  # validate.Corrupt
+        log.error(f"legacy mapping {device_id[:64]!r} in {FILE_NAME} ignored: {e}")
         return None
-    ips = raw.get("hostInterfaceIPs") or []
-    return LegacyEntry(device_id, raw["hostInterfaceName"],
-                       tuple(x for x in ips if isinstance(x, str)) if isinstance(ips, list) else (),
-                       raw.get("state") == "UP")
+
+
+def _checked(device_id: str, raw: object) -> LegacyEntry:
+    try:
+        normalize_pci(device_id)
+    except CniError:
+        v.ifname(device_id, "device ID (not a PCI address nor an interface name)")
+    obj = v.obj(raw, "mapping")
+    name = v.ifname(obj.get("hostInterfaceName"), "hostInterfaceName")
+    ips = v.array(obj.get("hostInterfaceIPs") or [], "hostInterfaceIPs")
+    addresses = []
+    for cidr in ips:
+        try:
+            addresses.append(str(ipaddress.ip_interface(v.string(cidr, "hostInterfaceIPs"))))
+        except ValueError:
+            raise v.Corrupt(f"hostInterfaceIPs: {str(cidr)[:60]!r} is not an address/prefix") \
+                from None
+    state = obj.get("state", "")
+    return LegacyEntry(device_id, name, tuple(addresses), state == "UP")
 
 
 def present(state_dir: str) -> bool:
-    return os.path.exists(_path(state_dir))
+    return os.path.lexists(_path(state_dir))
 
 
 def entries(state_dir: str) -> list[LegacyEntry]:
@@ -92,7 +124,7 @@ def find(state_dir: str, device_id: str) -> LegacyEntry | None:
     if not device_id or not present(state_dir):
         return None
     raw = _read(state_dir)
-    return _entry(device_id, raw.get(device_id))
+    return _entry(device_id, raw[device_id]) if device_id in raw else None
 
 
 @contextlib.contextmanager
