@@ -15,7 +15,14 @@ from typing import Any
 from plugin import backend, delegate, device, log
 from plugin.cni import Env
 from plugin.config import NetConf
-from plugin.errors import DEVICE_IN_USE, INVALID_CONFIG, INVALID_ENV, NETWORK_COMMAND_FAILED, CniError
+from plugin.errors import (
+    DEVICE_IN_USE,
+    INVALID_CONFIG,
+    INVALID_ENV,
+    NETWORK_COMMAND_FAILED,
+    CniError,
+    NotOnNode,
+)
 from plugin.netinfo import LinkSnapshot, parse_snapshot
 from plugin.result import Result, parse_result
 from plugin.state import (
@@ -123,10 +130,9 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
 def _resolve(conf: NetConf, store: StateStore) -> device.Device:
     """The NIC on the node; if it is not there because an attachment holds it, say which."""
     try:
-        return device.resolve(conf.device_id, conf.device)
-    except CniError as e:
-        if not conf.device_id or "no network interface" not in e.msg:
-            raise
+        return device.resolve(conf.device_id, conf.device,
+                              allow_non_pci=conf.policy.allow_non_pci_devices)
+    except NotOnNode:
         holder = store.holder_of(device.normalize_pci(conf.device_id))
         if holder is None:
             raise
