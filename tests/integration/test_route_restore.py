@@ -61,7 +61,9 @@ def test_a_line_ip_cannot_parse_costs_that_line_only(node, pod, tmp_path):
     real = shutil.which("ip")
     (d / "ip").write_text(f"""#!/bin/sh
 case " $* " in
-  *" -batch "*) t=$(mktemp); sed 's/via inet6 /via bogus6 /' > "$t"; {real} "$@" < "$t"; rc=$?; rm -f "$t"; exit $rc;;
+  *" -batch "*)
+    t=$(mktemp); sed 's/via inet6 /via bogus6 /' > "$t"
+    {real} "$@" < "$t"; rc=$?; rm -f "$t"; exit $rc;;
 esac
 exec {real} "$@"
 """)
