@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin import backend, delegate, log
-from plugin.cni import Env
+from plugin.cni import Env, valid_ifname
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
 from plugin.state import Record
 
@@ -143,6 +143,17 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
 def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
     """The restore batch; a name or MAC that cannot go into a batch line (the pod may have
     chosen it) is refused, never sent."""
+    if not valid_ifname(link.name):
+        # A name the pod chose that no batch line may carry (a NIC renamed in the pod and
+        # sent home by the kernel): rename it with argv words, which ip never re-parses.
+        log.warn(f"{link.name!r} cannot go into an ip -batch line; renaming it first")
+        try:
+            backend.run(["ip", "link", "set", "dev", link.name, "down"])
+            backend.run(["ip", "link", "set", "dev", link.name, "name", record.snapshot.name])
+        except backend.CommandFailed as e:
+            raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name!r} back to "
+                           f"{record.snapshot.name}", str(e)) from None
+        link = Link(record.snapshot.name, link.mac)
     try:
         return backend.ip_batch(record.snapshot.restore_lines(link.name, link.mac))
     except ValueError as e:  # validate.Corrupt, backend.UnsafeLine

@@ -221,7 +221,10 @@ class LinkSnapshot:
         Order matters: rename needs the link down, routes need the link up and its addresses.
         `current_name` and `current_mac` come from a netns the pod controls: checked here."""
         v.ifname(current_name, "current interface name")
-        current_mac = v.mac(current_mac, "current MAC", empty=True)
+        try:
+            current_mac = v.mac(current_mac, "current MAC", empty=True)
+        except v.Corrupt:
+            current_mac = "unknown"  # not one we could compare: set ours
         lines = []
         dev = current_name
         if current_name != self.name:

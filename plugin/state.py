@@ -389,14 +389,31 @@ class StateStore:
             return None
         return record
 
+    def _layout_ours(self) -> bool:
+        """Before any read: False if there is no store yet; a root or attachments/ that is a
+        symlink or not ours is refused (reads must not go through it either)."""
+        try:
+            _check_dir(self.root)
+            _check_dir(self._attachments)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise _io_error(f"cannot look at {self.root}", e) from None
+        return True
+
     def load(self, container_id: str, ifname: str) -> Record | None:
+        if not self._layout_ours():
+            return None
         return self._load(self._record_path(container_id, ifname))
 
     def holder_of(self, device_key: str) -> Record | None:
         """The attachment the index says holds this device, if its record still exists. The
         index must point at a file in attachments/: anything else is dropped, never followed."""
+        if not self._layout_ours():
+            return None
         index = os.path.join(self._devices, self._safe_key(device_key))
         try:
+            _check_dir(self._devices)
             target = os.readlink(index)
         except FileNotFoundError:
             return None
@@ -433,9 +450,9 @@ class StateStore:
     def records(self) -> list[Record]:
         """Every readable record; a bad or unreadable file is logged and skipped, never the
         end of a sweep."""
+        if not self._layout_ours():
+            return []
         try:
-            _check_dir(self.root)
-            _check_dir(self._attachments)
             names = sorted(os.listdir(self._attachments))
         except FileNotFoundError:
             return []

@@ -258,3 +258,32 @@ def test_an_ordinary_life_cycle_speaks_only_the_grammar(node, pod, tmp_path):
     assert "L route replace 10.99.0.0/24" in text  # the wrapper did see the batch
     assert violations(text) == []
 
+
+
+def test_a_nic_the_pod_renamed_unsafely_still_comes_home(node):
+    """The pod names its NIC `a#b` (the kernel allows it; ip -batch would read a comment)
+    and its netns dies with the NIC sent home under that name: DEL renames it by argv."""
+    nic = node.nics[0]
+    pod = node.add_pod()
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", node.netns_path(pod), "net1"))
+    sh("ip", "-n", pod, "link", "set", "net1", "down")
+    sh("ip", "-n", pod, "link", "set", "net1", "name", "a#b")
+    sh("ip", "-n", pod, "link", "set", "a#b", "netns", node.node)
+    node.remove_pod(pod)
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", node.netns_path(pod), "net1"))
+    assert restored(node, nic) and node.link(node.node, "a#b") is None
+    assert records(node) == []
+
+
+def test_a_symlinked_state_dir_is_not_read_through_on_del(node, pod, tmp_path):
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    real = tmp_path / "moved"
+    os.rename(node.state_dir, real)
+    os.symlink(real, node.state_dir)
+    call = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
+    assert call.rc != 0 and call.json["code"] == 5 and node.state_dir in call.json["msg"]
+    os.unlink(node.state_dir)
+    os.rename(real, node.state_dir)
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic)
