@@ -104,7 +104,10 @@ def _checked(device_id: str, raw: object) -> LegacyEntry:
     addresses = []
     for cidr in ips:
         try:
-            addresses.append(str(ipaddress.ip_interface(v.string(cidr, "hostInterfaceIPs"))))
+            text = v.string(cidr, "hostInterfaceIPs")
+            if "%" in text:  # ipaddress would take anything after it as a scope ID
+                raise ValueError(text)
+            addresses.append(str(ipaddress.ip_interface(text)))
         except ValueError:
             raise v.Corrupt(f"hostInterfaceIPs: {str(cidr)[:60]!r} is not an address/prefix") \
                 from None

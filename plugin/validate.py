@@ -51,6 +51,8 @@ def ip(value: object, what: str, version: int = 0, empty: bool = False) -> str:
     text = string(value, what)
     if not text and empty:
         return ""
+    if "%" in text:  # ipaddress takes any text after '%' as an IPv6 scope ID
+        raise Corrupt(f"{what}: {text[:60]!r} carries a scope ID")
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -65,6 +67,8 @@ def prefix(value: object, what: str, version: int) -> str:
     text = string(value, what)
     if text == "default":
         return text
+    if "%" in text:
+        raise Corrupt(f"{what}: {text[:60]!r} carries a scope ID")
     try:
         net = ipaddress.ip_network(text, strict=True)
     except ValueError:

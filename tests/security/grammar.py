@@ -29,6 +29,8 @@ class Bad(Exception):
 
 
 def _addr(tok: str) -> None:
+    if "%" in tok:
+        raise Bad(f"scope ID in {tok!r}")
     try:
         ipaddress.ip_address(tok)
     except ValueError:
@@ -36,6 +38,8 @@ def _addr(tok: str) -> None:
 
 
 def _iface(tok: str) -> None:
+    if "%" in tok:
+        raise Bad(f"scope ID in {tok!r}")
     try:
         ipaddress.ip_interface(tok)
     except ValueError:
@@ -142,6 +146,8 @@ def batch_line(line: str) -> None:
         if t.peek() in ROUTE_TYPES:
             t.take()
         dst = t.take()
+        if "%" in dst:
+            raise Bad(f"scope ID in {dst!r}")
         try:
             ipaddress.ip_network(dst, strict=True)
         except ValueError:

@@ -40,6 +40,8 @@ def injections(node_ns, proof):
     return [f"\nnetns exec {node_ns} /usr/bin/touch {proof}\n", f"x; touch {proof}",
             "ens1f0 up\nlink del dev ens1f1", "10.0.0.1/24 dev ens1f0\nlink del dev ens1f1",
             "a#b", 'a"b', "a\\b", "default", "-force", "::/0", "fe80::1%eth0", "0x10",
+            f"fe80::1%x\nnetns exec {node_ns} /usr/bin/touch {proof}\n",
+            f"10.0.0.2/24%x\nnetns exec {node_ns} /usr/bin/touch {proof}\n",
             "4294967296", "1e309", "a" * 300, "ens1f0\r", "\u202e", "1.2.3.4/33"]
 
 

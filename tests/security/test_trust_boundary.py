@@ -50,7 +50,7 @@ def test_nad_may_repeat_the_node_state_dir(node, pod):
 
 # -- 2. injected ip -batch lines in a record or a legacy mapping ------------------------------
 
-@pytest.mark.parametrize("where", ["address", "name", "route", "label", "mtu"])
+@pytest.mark.parametrize("where", ["address", "name", "route", "label", "mtu", "scope-id"])
 def test_record_injection_never_reaches_ip(node, pod, tmp_path, where):
     nic = node.nics[0]
     sh("ip", "-n", node.node, "route", "add", "10.99.0.0/24", "via", nic.peer_v4)
@@ -66,6 +66,9 @@ def test_record_injection_never_reaches_ip(node, pod, tmp_path, where):
             snap["name"] += evil
         elif where == "route":
             next(r for r in snap["routes"] if r["dst"] == "10.99.0.0/24")["dst"] += evil
+        elif where == "scope-id":  # ipaddress takes anything after '%' as an IPv6 scope ID
+            next(r for r in snap["routes"] if r["dst"] == "10.99.0.0/24")["gateway"] = \
+                "fe80::1%x" + evil
         elif where == "label":
             snap["addresses"][0]["label"] = "ens1f0" + evil
         else:
