@@ -290,3 +290,22 @@ def test_a_symlinked_state_dir_is_not_read_through_on_del(node, pod, tmp_path):
     os.rename(real, node.state_dir)
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     assert restored(node, nic)
+
+
+def test_planted_delegate_cache_fifo_or_symlink_neither_hangs_nor_writes_through(node, pod,
+                                                                               tmp_path):
+    """The delegate's VERSION cache lives in the state dir too: a FIFO there hung ADD; a
+    symlink at the old `<cache>.tmp.<pid>` name redirected the write."""
+    nic = node.nics[0]
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    for d in ("attachments", "devices", "locks"):
+        os.makedirs(os.path.join(node.state_dir, d), mode=0o700, exist_ok=True)
+    os.mkfifo(os.path.join(node.state_dir, "delegate-versions.json"))
+    with open("/proc/sys/kernel/ns_last_pid") as f:
+        last = int(f.read())
+    for pid in range(last + 1, last + 3000):
+        os.symlink(victim, os.path.join(node.state_dir, f"delegate-versions.json.tmp.{pid}"))
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1", timeout=60))
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1", timeout=60))
+    assert victim.read_text() == "precious" and restored(node, nic)
