@@ -79,7 +79,7 @@ class _Toks:
 
 def batch_line(line: str) -> None:
     """One line of an `ip -batch` the plugin wrote; raises Bad."""
-    if line in ("link show",):
+    if line in ("link show", "nexthop show", "route show table all default"):
         return
     t = _Toks(line)
     first = t.take()
@@ -96,7 +96,7 @@ def batch_line(line: str) -> None:
         what = t.take()
         if what in ("up", "down"):
             pass
-        elif what == "name":
+        elif what in ("name", "alias", "master"):  # alias: the node name host-device uses
             _match(IFNAME, t.take())
         elif what == "address":
             _match(MAC, t.take())
@@ -185,12 +185,16 @@ def ip_argv(words: list[str]) -> None:
             raise Bad("-n without a name")
         _match(NETNS_NAME, t[1])
         t = t[2:]
-    if t in (["-V"], ["-force", "-batch", "-"], ["-j", "-batch", "-"],
-             ["-j", "-N", "-batch", "-"]):
+    if t in (["-V"], ["-force", "-batch", "-"]):
         return
-    if t[:1] == ["-j"] or t[:2] == ["-j", "-N"]:
-        t = t[2:] if t[:2] == ["-j", "-N"] else t[1:]
-    batch_line(" ".join(t))
+    if t[:1] != ["-j"]:
+        return batch_line(" ".join(t))
+    t = t[1:]
+    while t[:1] in (["-N"], ["-d"]):  # numbers, details: read-only options
+        t = t[1:]
+    if t == ["-batch", "-"]:
+        return None
+    return batch_line(" ".join(t))
 
 
 def log_line(line: str) -> None:

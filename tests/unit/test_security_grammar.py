@@ -37,6 +37,10 @@ def test_anything_else_is_a_violation(line):
 
 def test_argv_forms():
     log_line("A ip -n pod1 -j link show")
+    log_line("A ip -j -d -N -batch -")
+    log_line("L link set dev net1 alias ens1f0")
+    with pytest.raises(Bad):
+        log_line("A ip -j -force link show")
     log_line("A nsenter --net=/proc/1/ns/net ip -j link show")
     with pytest.raises(Bad):
         log_line("A ip netns exec x touch y")
