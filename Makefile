@@ -52,7 +52,7 @@ integration: setup
 # the image (build, install, upgrade), and the integration suite again against the binary
 # the image installed.
 test: setup lint
-	$(VENV)/bin/pytest -q tests/unit tests/property tests/integration $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q tests/unit tests/property tests/security tests/integration $(PYTEST_ARGS)
 	$(MAKE) e2e test-image test-installed e2e-podman
 
 # Our wheel plus pinned sh and tenacity: the image build installs these offline.

@@ -2,7 +2,7 @@
 """Freeze the plugin into a self-contained, relocatable bundle that needs only glibc.
 
     <out>/bin/python3          the build machine's CPython, rpath -> <out>/lib
-    <out>/bin/amd-host-device  entry script: #!<prefix>/bin/python3 -IS
+    <out>/bin/amd-host-device  entry: a sh/Python polyglot that finds its own python3
     <out>/lib/*.so*            every shared library it and its extension modules need
                                (except glibc's own, which every node has)
     <out>/lib/python3.X/       the standard library (precompiled), the plugin, sh, tenacity
@@ -13,8 +13,11 @@ onedir start costs ~56 ms for VERSION and Nuitka's standalone build takes minute
 bundle starts as fast as a bare `python3 -I -S` (~10 ms) because it *is* one: no bootloader,
 no archive unpacking, no site. Nothing is unpacked at run time.
 
-The entry's shebang names the bundle's absolute path; the installer rewrites it for where
-the node sees the bundle (`--prefix`).
+The entry names no absolute path, so it works wherever the node mounts the bundle (a path
+with spaces, or longer than a shebang can carry, included): `/bin/sh` runs its first lines,
+which exec the bundle's python3 from the entry's own directory (or, through the CNI bin dir's
+symlink, from the bundle dir the installer wrote in, with `readlink -f` as the fallback);
+Python reads those same lines as one string and runs the plugin.
 """
 
 from __future__ import annotations
@@ -42,6 +45,16 @@ DYNLOAD_SKIP = ("_sqlite3", "_dbm", "_gdbm", "readline", "_curses", "_curses_pan
                 "_testbuffer", "_testimportmultiple", "_testmultiphase", "_ctypes_test",
                 "_test", "audioop", "_codecs_")
 ENTRY = "from plugin.main import run\nrun()\n"
+# Lines 2-7 run under /bin/sh; to Python they are one string expression. BUNDLE_DIR is the
+# bundle's directory name beside the CNI bin dir's symlink (the installer fills it in).
+STUB = r"""#!/bin/sh
+"true" '''\'
+case "$0" in */*) d=${0%/*} ;; *) d=. ;; esac
+[ -x "$d/python3" ] || d="$d/BUNDLE_DIR/bin"
+[ -x "$d/python3" ] || d=$(dirname "$(readlink -f "$0")")
+exec "$d/python3" -IS "$d/amd-host-device" "$@"
+'''
+"""
 
 
 def run(*argv: str) -> str:
@@ -83,10 +96,10 @@ def digest(root: str) -> str:
     return h.hexdigest()
 
 
-def write_entry(out: str, prefix: str) -> None:
+def write_entry(out: str, bundle_dir: str = "BUNDLE_DIR") -> None:
     entry = os.path.join(out, "bin", "amd-host-device")
     with open(entry, "w") as f:
-        f.write(f"#!{prefix}/bin/python3 -IS\n{ENTRY}")
+        f.write(STUB.replace("BUNDLE_DIR", bundle_dir) + ENTRY)
     os.chmod(entry, 0o755)
 
 
@@ -94,7 +107,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--src", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    p.add_argument("--prefix", default="", help="where the bundle will live (default: --out)")
+    p.add_argument("--prefix", default="", help="ignored: the entry finds its own interpreter")
     p.add_argument("--version", default="")
     p.add_argument("--wheels", default="",
                    help="install from these wheels only (no index): the image build is offline")
@@ -140,7 +153,7 @@ def main() -> int:
         for name in ("host-device", "static", "sbr"):
             shutil.copy2(os.path.join(args.delegates, name), os.path.join(out, "delegates", name))
     compileall.compile_dir(stdlib, quiet=2, workers=0)
-    write_entry(out, os.path.abspath(args.prefix or out))
+    write_entry(out)
     version = args.version or run(sys.executable, "-c",
                                   f"import sys; sys.path.insert(0, {stdlib!r}); "
                                   "import plugin; print(plugin.__version__)").strip()

@@ -5,7 +5,10 @@
 
 Atomic at every step, so a kubelet exec in flight never sees a half-written or busy file: the
 bundle is copied to a temp dir in the same directory, fsync'd, verified (it must answer
-VERSION), renamed into place, and only then the symlink is switched with one rename. The
+VERSION), renamed into place, and only then the symlink is switched with one rename; then the
+entry is exec'd once more through that symlink, as the kubelet will (on failure the previous
+link comes back). The entry names no absolute path (see container/freeze.py), so any node dir
+works, spaces and length included. No temp name outlives a failure. The
 previous version is kept (a plugin started just before the switch may still be loading from
 it); older ones are removed. `host-device`, `static` and `sbr` are installed only where the
 node has none. A second run with the same bundle changes nothing and says so.
@@ -16,9 +19,12 @@ Runs with the bundle's own interpreter (`python3 -IS`): the image needs nothing 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import filecmp
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -85,34 +91,62 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def set_shebang(bundle: str, node_bundle: str) -> None:
-    """The entry names its interpreter by absolute path: the path the *node* sees."""
+def _tmp(host_dir: str, what: str) -> str:
+    """An unpredictable temp name in host_dir: nothing planted there can be reused."""
+    return os.path.join(host_dir, f".{what}.tmp-{secrets.token_hex(8)}")
+
+
+def set_entry(bundle: str, dirname: str) -> None:
+    """Fill in the bundle's own directory name (never a node path) in the entry's sh lines."""
     entry = os.path.join(bundle, "bin", NAME)
     with open(entry) as f:
-        body = f.read().split("\n", 1)[1]
-    with open(entry, "w") as f:
-        f.write(f"#!{node_bundle}/bin/python3 -IS\n{body}")
+        text = f.read()
+    if "BUNDLE_DIR" not in text:
+        raise InstallError(f"{entry} is not a relocatable entry (rebuild the bundle)")
+    tmp = f"{entry}.tmp-{secrets.token_hex(8)}"
+    try:
+        with open(tmp, "x") as f:
+            f.write(text.replace("BUNDLE_DIR", dirname, 1))
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, entry)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
-def verify(bundle: str) -> str:
-    """The new bundle must answer VERSION before anything points at it."""
-    proc = subprocess.run([os.path.join(bundle, "bin", "python3"), "-IS",
-                           os.path.join(bundle, "bin", NAME)], input=b'{"cniVersion":"1.0.0"}',
-                          env={"CNI_COMMAND": "VERSION", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                          capture_output=True, timeout=30, check=False)
-    if proc.returncode != 0 or b"supportedVersions" not in proc.stdout:
-        raise InstallError(f"the new bundle does not answer VERSION: {proc.stdout!r} "
+def verify(entry: str) -> str:
+    """Exec the entry itself (its first line, its sh lines, its python3): it must answer
+    VERSION before, and after, anything points at it."""
+    try:
+        proc = subprocess.run([entry], input=b'{"cniVersion":"1.0.0"}',
+                              env={"CNI_COMMAND": "VERSION",
+                                   "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                              capture_output=True, timeout=30, check=False)
+    except OSError as e:
+        raise InstallError(f"{entry} cannot be executed: {e.strerror}") from None
+    try:
+        answer = json.loads(proc.stdout)
+    except ValueError:
+        answer = {}
+    if proc.returncode != 0 or "supportedVersions" not in answer:
+        raise InstallError(f"{entry} does not answer VERSION: {proc.stdout[:200]!r} "
                            f"{proc.stderr.decode(errors='replace')[-300:]}")
     return proc.stdout.decode().strip()
 
 
 def switch_link(host_dir: str, target: str) -> None:
     link = os.path.join(host_dir, NAME)
-    tmp = os.path.join(host_dir, f".{NAME}.link-{os.getpid()}")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+    if os.path.isdir(link) and not os.path.islink(link):
+        raise InstallError(f"{link} is a directory; not replacing it")
+    tmp = _tmp(host_dir, f"{NAME}.link")
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _why(e, link) from None
     fsync_dir(host_dir)
 
 
@@ -123,7 +157,7 @@ def current_target(host_dir: str) -> str:
         return ""
 
 
-def install_bundle(bundle: str, host_dir: str, node_dir: str) -> bool:
+def install_bundle(bundle: str, host_dir: str) -> bool:
     manifest = read_manifest(bundle)
     if not manifest.get("digest"):
         raise InstallError(f"{bundle} has no MANIFEST: not a frozen bundle")
@@ -136,24 +170,82 @@ def install_bundle(bundle: str, host_dir: str, node_dir: str) -> bool:
             f"{host_dir}; nothing to do")
         return False
     if read_manifest(target) != manifest:
-        tmp = os.path.join(host_dir, f"{dirname}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = _tmp(host_dir, dirname)
         try:
             shutil.copytree(bundle, tmp, symlinks=True)
-            set_shebang(tmp, os.path.join(node_dir, dirname))
+            set_entry(tmp, dirname)
             fsync_tree(tmp)
-            verify(tmp)
+            verify(os.path.join(tmp, "bin", NAME))
+            shutil.rmtree(target, ignore_errors=True)
+            os.rename(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a half copy must not eat the node's disk
             raise
-        shutil.rmtree(target, ignore_errors=True)
-        os.rename(tmp, target)
         fsync_dir(host_dir)
-    verify(target)
+    verify(os.path.join(target, "bin", NAME))
     switch_link(host_dir, entry)
+    try:
+        verify(os.path.join(host_dir, NAME))  # the path the kubelet will exec
+    except InstallError:
+        if previous:
+            switch_link(host_dir, previous)
+        else:
+            os.unlink(os.path.join(host_dir, NAME))
+        raise
     log(f"installed {NAME} {manifest['version']} ({manifest['digest'][:12]}) in {host_dir}"
         + (f", replacing {previous}" if previous else ""))
     prune(host_dir, keep={dirname, previous.split("/", 1)[0]})
+    return True
+
+
+POLICY_FILE = "amd-host-device.conf"
+
+
+def install_policy(source: str, policy_dir: str) -> bool:
+    """The node policy from the DaemonSet's ConfigMap (plugin/policy.py): validated, then
+    written atomically beside the CNI configs. No ConfigMap: the node's file is left alone."""
+    if not source or not os.path.exists(source):
+        log("no node policy given; leaving the node's as it is")
+        return False
+    from plugin import policy  # the bundle's own copy: the same rules the plugin applies
+    from plugin.errors import CniError
+
+    with open(source, "rb") as f:
+        data = f.read(1 << 16)
+    try:
+        obj = json.loads(data)
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        policy.parse(obj, source)
+    except (ValueError, RecursionError) as e:
+        raise InstallError(f"node policy {source}: not valid JSON ({str(e)[:100]})") from None
+    except CniError as e:
+        raise InstallError(e.msg) from None
+    try:
+        os.makedirs(policy_dir, mode=0o755, exist_ok=True)
+        dst = os.path.join(policy_dir, POLICY_FILE)
+        if os.path.isfile(dst) and not os.path.islink(dst):
+            with open(dst, "rb") as f:
+                if f.read() == data:
+                    log(f"node policy {dst} already up to date")
+                    return False
+        tmp = _tmp(policy_dir, POLICY_FILE)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(policy_dir)
+    except OSError as e:
+        raise _why(e, policy_dir) from None
+    log(f"wrote node policy {dst}")
     return True
 
 
@@ -176,15 +268,20 @@ def install_delegates(source: str, host_dir: str) -> int:
             same = os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False)
             log(f"{name} already installed" if same else f"node has its own {name}; leaving it")
             continue
-        tmp = os.path.join(host_dir, f".{name}.tmp-{os.getpid()}")
-        shutil.copy2(src, tmp)
-        os.chmod(tmp, 0o755)
-        fd = os.open(tmp, os.O_RDONLY)
+        tmp = _tmp(host_dir, name)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, dst)
+            shutil.copy2(src, tmp)
+            os.chmod(tmp, 0o755)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         fsync_dir(host_dir)
         log(f"installed {name} (the node had none)")
         installed += 1
@@ -194,10 +291,9 @@ def install_delegates(source: str, host_dir: str) -> int:
 def check_dir(host_dir: str) -> None:
     if not os.path.isdir(host_dir):
         raise InstallError(f"{host_dir} does not exist (is the host directory mounted?)")
-    probe = os.path.join(host_dir, f".{NAME}.probe-{os.getpid()}")
+    probe = _tmp(host_dir, f"{NAME}.probe")
     try:
-        with open(probe, "w"):
-            pass
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         os.unlink(probe)
     except OSError as e:
         raise _why(e, host_dir) from None
@@ -215,7 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host-dir", default="/host/opt/cni/bin",
                    help="the node's CNI bin dir as mounted in this container")
     p.add_argument("--node-dir", default="/opt/cni/bin",
-                   help="the same dir as the node (kubelet) sees it")
+                   help="the same dir as the node (kubelet) sees it; informational: the "
+                   "entry names no node path")
+    p.add_argument("--policy", default="",
+                   help="node policy JSON to install (the DaemonSet's ConfigMap)")
+    p.add_argument("--policy-dir", default="/host/etc/cni/net.d/amd-host-device.d",
+                   help="where the node's policy file goes, as mounted in this container")
     p.add_argument("--bundle", default=HERE, help="the frozen bundle to install")
     p.add_argument("--delegates", default=os.path.join(HERE, "delegates"))
     p.add_argument("--then-sleep", action="store_true",
@@ -223,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         check_dir(args.host_dir)
-        changed = install_bundle(args.bundle, args.host_dir, args.node_dir)
+        # Policy first: the plugin never runs on this node under a policy it was not given.
+        changed = install_policy(args.policy, args.policy_dir)
+        changed = install_bundle(args.bundle, args.host_dir) or changed
         changed = install_delegates(args.delegates, args.host_dir) > 0 or changed
         if not changed:
             log("nothing changed")

@@ -34,7 +34,9 @@ step "Multus (thick) and amd-host-device"
 kubectl apply -f "$MULTUS"
 kubectl -n kube-system rollout status ds/kube-multus-ds --timeout=300s
 kubectl label node "$WORKER" feature.node.kubernetes.io/pci-1dd8.present=true --overwrite
-kubectl apply -f hack/deploy/daemonset.yaml
+# kind's "NICs" are veths with no PCI parent: the node policy must opt in (allowNonPciDevices).
+sed 's/"allowNonPciDevices": false/"allowNonPciDevices": true/' hack/deploy/daemonset.yaml \
+  | kubectl apply -f -
 kubectl -n kube-system rollout status ds/amd-host-device --timeout=300s
 docker exec "$WORKER" sh -c 'command -v ping >/dev/null || (apt-get update -qq && apt-get install -y -qq iputils-ping)'
 

@@ -16,7 +16,13 @@ from typing import Any
 from plugin import backend, delegate, device, identity, log, uplink
 from plugin.cni import Env
 from plugin.config import NetConf
-from plugin.errors import DEVICE_IN_USE, INVALID_CONFIG, INVALID_ENV, NETWORK_COMMAND_FAILED, CniError
+from plugin.errors import (
+    DEVICE_IN_USE,
+    INVALID_CONFIG,
+    INVALID_ENV,
+    NETWORK_COMMAND_FAILED,
+    CniError,
+)
 from plugin.netinfo import LinkSnapshot, parse_snapshot
 from plugin.result import Result, parse_result
 from plugin.state import (
@@ -38,12 +44,16 @@ def capture(netdev: str) -> LinkSnapshot:
     try:
         addr, routes = backend.ip_json([f"address show dev {netdev}",
                                         f"route show table all dev {netdev}"],
-                                       missing_is_transient=True)
+                                       missing_is_transient=True, numeric=True)
     except backend.CommandFailed as e:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}", str(e)) from None
     if not addr:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}: no such link")
-    return parse_snapshot(addr, routes)
+    try:
+        return parse_snapshot(addr, routes)
+    except ValueError as e:  # validate.Corrupt: something restore could not give back
+        raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
+                       f"cannot be recorded faithfully: {e}") from None
 
 
 def _delegate_conf(conf: NetConf, version: str, netdev: str,
@@ -130,7 +140,8 @@ def _resolve(conf: NetConf, store: StateStore) -> device.Device:
                 raise CniError(DEVICE_IN_USE, f"device {holder.device_key} is attached to "
                                f"{holder.container_id}/{holder.ifname}",
                                "DEL that attachment first")
-    return device.resolve(conf.device_id, conf.device)
+    return device.resolve(conf.device_id, conf.device,
+                          allow_non_pci=conf.policy.allow_non_pci_devices)
 
 
 def _stale(store: StateStore, dev: device.Device, env: Env) -> list[Record]:

@@ -42,7 +42,7 @@ class CommandFailed(Exception):
 
     @property
     def missing_device(self) -> bool:
-        return any(m in self.stderr for m in MISSING)
+        return is_missing(self.stderr)
 
 
 def _run_once(argv: Sequence[str], stdin: str | None) -> str:
@@ -102,15 +102,16 @@ def run(argv: Sequence[str], stdin: str | None = None, netns: str = "",
 
 
 def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = False,
-            details: bool = False) -> list[list[dict[str, Any]]]:
+            details: bool = False, numeric: bool = False) -> list[list[dict[str, Any]]]:
     """Several `ip -j` reads in one process: one JSON array per line, in order.
-    details: `ip -d` (link kinds, veth peers, PCI parents, masters)."""
-    opts = ["-j", "-d"] if details else ["-j"]
+    details: `ip -d` (link kinds, veth peers, PCI parents, masters).
+    numeric: `ip -N`, tables, protocols and scopes as numbers (no /etc/iproute2 names)."""
+    opts = ["-j", *(["-d"] if details else []), *(["-N"] if numeric else [])]
     if len(lines) == 1:
         out = run(["ip", *opts, *lines[0].split()], netns=netns,
                   missing_is_transient=missing_is_transient)
     else:
-        out = run(["ip", *opts, "-batch", "-"], stdin="\n".join(lines) + "\n", netns=netns,
+        out = run(["ip", *opts, "-batch", "-"], stdin=_batch(lines), netns=netns,
                   missing_is_transient=missing_is_transient)
     return _split_arrays(out, len(lines))
 
@@ -147,20 +148,77 @@ class BatchFailure:
     line: str
     message: str
 
+    @property
+    def missing_device(self) -> bool:
+        return is_missing(self.message)
+
+
+class UnsafeLine(ValueError):
+    """A batch line that could carry a second command: never sent (defence in depth: every
+    line is built from validated values already)."""
+
+
+# Separators, and what ip -batch's tokenizer treats specially (quotes, comments, escapes).
+_UNSAFE = frozenset("\n\r;\0\"'\\#")
+
+
+def _batch(lines: Sequence[str]) -> str:
+    for line in lines:
+        if not line or any(c in _UNSAFE for c in line) or not line.isprintable():
+            raise UnsafeLine(f"refusing an ip -batch line: {line[:80]!r}")
+    return "\n".join(lines) + "\n"
+
+
+def is_missing(stderr: str) -> bool:
+    """The one place that reads ip's words for "no such link"."""
+    return any(m in stderr for m in MISSING)
+
+
+def _attributed(stderr: str) -> tuple[list[tuple[int, str]], bool]:
+    """(line number, message) for each failure ip attributed to a line, and whether ip ran to
+    the end: it stops, without saying which line, at the first line it cannot parse."""
+    found: list[tuple[int, str]] = []
+    message = ""
+    last_was_attribution = False
+    for text in stderr.splitlines():
+        text = text.strip()
+        if not text:
+            continue
+        m = _FAILED_LINE.fullmatch(text)
+        if m:
+            found.append((int(m[1]), message[:300]))
+            message = ""
+            last_was_attribution = True
+        else:
+            message = f"{message}; {text}" if message else text
+            last_was_attribution = False
+    return found, last_was_attribution
+
 
 def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
-    """Apply changes in one `ip -force -batch`: every line is tried, failures are returned."""
+    """Apply changes in one `ip -force -batch`; failures are returned, never the rest dropped:
+    if ip stopped at a line it could not parse, the lines after the last one it reported are
+    retried one by one (each is idempotent: replace, set)."""
     if not lines:
         return []
+    text = _batch(lines)
     try:
-        run(["ip", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n", netns=netns)
+        run(["ip", "-force", "-batch", "-"], stdin=text, netns=netns)
         return []
     except CommandFailed as e:
-        failed = [int(n) for n in _FAILED_LINE.findall(e.stderr)]
-        if not failed:
+        if e.exit_code == 127:
             raise
-        return [BatchFailure(lines[n - 1], e.stderr.strip()[:300]) for n in failed
-                if 0 < n <= len(lines)]
+        attributed, ran_to_end = _attributed(e.stderr)
+    failures = [BatchFailure(lines[n - 1], msg) for n, msg in attributed if 0 < n <= len(lines)]
+    if ran_to_end:
+        return failures
+    last = max((n for n, _ in attributed), default=0)
+    for line in lines[last:]:
+        try:
+            run(["ip", "-force", "-batch", "-"], stdin=_batch([line]), netns=netns)
+        except CommandFailed as one:
+            failures.append(BatchFailure(line, one.stderr.strip()[:300]))
+    return failures
 
 
 def ethtool_perm_mac(ifname: str, netns: str = "") -> str:

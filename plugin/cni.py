@@ -37,10 +37,11 @@ def require_supported(version: str) -> str:
 
 def valid_ifname(name: str) -> bool:
     """The kernel's dev_valid_name, as CNI's ValidateInterfaceName applies it, minus the
-    characters `ip -batch` parses (quotes, '#', backslash): a name carrying one would make a
-    batch line act on another link."""
-    return (0 < len(name) <= _IFNAME_MAX and name not in (".", "..")
-            and not any(c in "/:\"'#\\" or c.isspace() for c in name)
+    characters `ip -batch` parses (quotes, '#', backslash, and ';' which no batch line of ours
+    may carry): a name carrying one would make a batch line act on another link."""
+    return (0 < len(name.encode("utf-8", "surrogatepass")) <= _IFNAME_MAX
+            and name not in (".", "..")
+            and not any(c in "/:;\"'#\\" or c.isspace() for c in name)
             and name.isprintable())
 
 

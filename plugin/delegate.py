@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 from plugin import log
 from plugin.cni import SUPPORTED_VERSIONS, Env, version_key
 from plugin.errors import DELEGATE_FAILED, NOT_AVAILABLE, CniError
+from plugin.state import NotRegular, read_regular
 
 PLUGIN = "host-device"
 FALLBACK_DIRS = ("/opt/cni/bin", "/var/lib/cni/bin", "/usr/libexec/cni", "/usr/lib/cni")
@@ -82,12 +84,14 @@ def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.Complet
 def _versions_from_cache(path: str, cache_dir: str) -> tuple[str, ...] | None:
     try:
         st = os.stat(path)
-        with open(os.path.join(cache_dir, _CACHE_NAME), "rb") as f:
-            cached = json.load(f)
+        data = read_regular(os.path.join(cache_dir, _CACHE_NAME), 4096)
+        if data is None:
+            return None
+        cached = json.loads(data)
         if cached.get("id") == [path, st.st_ino, st.st_size, st.st_mtime_ns]:
             return tuple(cached["versions"])
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        pass
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, NotRegular):
+        pass  # a FIFO or symlink planted there is never opened for real: just ask again
     return None
 
 
@@ -95,11 +99,21 @@ def _save_cache(path: str, versions: Sequence[str], cache_dir: str) -> None:
     """Best effort: a lost cache only costs one more VERSION call."""
     with contextlib.suppress(OSError):
         st = os.stat(path)
-        tmp = os.path.join(cache_dir, f"{_CACHE_NAME}.tmp.{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump({"id": [path, st.st_ino, st.st_size, st.st_mtime_ns],
-                       "versions": list(versions)}, f)
-        os.replace(tmp, os.path.join(cache_dir, _CACHE_NAME))
+        data = json.dumps({"id": [path, st.st_ino, st.st_size, st.st_mtime_ns],
+                           "versions": list(versions)}).encode()
+        # An unpredictable name, created O_EXCL without following links (see plugin/state.py).
+        tmp = os.path.join(cache_dir, f".{_CACHE_NAME}.tmp.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(tmp, os.path.join(cache_dir, _CACHE_NAME))
+        except OSError:
+            os.unlink(tmp)
+            raise
 
 
 def locate(cni_path: Sequence[str], cache_dir: str) -> Delegate:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from plugin import backend, log
 from plugin.cni import valid_ifname
-from plugin.errors import INVALID_CONFIG, CniError
+from plugin.errors import INVALID_CONFIG, CniError, NotOnNode
 
 SYSFS_ENV = "AMD_HOST_DEVICE_SYSFS"
 _PCI_FULL = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
@@ -89,20 +89,38 @@ def netdev_for_pci(address: str) -> str:
         time.sleep(0.05)
         raw = _netdevs(address)
     names = [n for n in raw if valid_ifname(n)]
-    if not names:
-        raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: no network interface",
-                       f"{pci_dir(address)}/net is empty or missing: the NIC is not on the node "
-                       "(already in a pod?) or its driver is not loaded")
     if not names and raw:
-        raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: its netdev name {raw[0]!r} "
-                       "cannot be handled safely", "quotes, '#' and backslashes are refused")
+        raise CniError(INVALID_CONFIG, f"invalid deviceID={address!r}: its netdev name "
+                       f"{raw[0]!r} cannot be handled safely",
+                       "names with whitespace, '/', ':', ';', quotes, '#' or backslashes "
+                       "are refused")
+    if not names:
+        raise NotOnNode(INVALID_CONFIG, f"invalid deviceID={address!r}: no network interface",
+                        f"{pci_dir(address)}/net is empty or missing: the NIC is not on the "
+                        "node (already in a pod?) or its driver is not loaded")
     if len(names) > 1:
         log.event(f"PCI function {address} has several netdevs {names}; using {names[0]}")
     return names[0]
 
 
-def resolve(device_id: str, device_name: str) -> Device:
-    """PCI address first (what the device plugin allocated), else a netdev name."""
+def pci_parent(name: str) -> str:
+    """The PCI function whose net/ dir lists this netdev, or "" (a veth, bridge, bond...).
+    sysfs is trusted; the netdev's own name is not proof of anything beyond that."""
+    devices = os.path.join(sysfs_root(), "bus", "pci", "devices")
+    try:
+        functions = sorted(os.listdir(devices))
+    except OSError:
+        return ""
+    for function in functions:
+        if _PCI_FULL.fullmatch(function) and os.path.isdir(
+                os.path.join(devices, function, "net", name)):
+            return function.lower()
+    return ""
+
+
+def resolve(device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
+    """PCI address first (what the device plugin allocated), else a netdev name, which must be
+    a PCI NIC's unless node policy allows others (a pod's veth must never be taken)."""
     if device_id:
         # sysfs already says both driver and bus here: the netdev was found under the PCI
         # function's own directory. ethtool would only repeat it (at a process per ADD).
@@ -112,8 +130,17 @@ def resolve(device_id: str, device_name: str) -> Device:
         if not valid_ifname(device_name):
             raise CniError(INVALID_CONFIG, f"invalid device={device_name[:64]!r}: not an "
                            "interface name")
-        # A name says nothing about the hardware: ethtool tells the driver and the PCI
-        # function, so the NIC is locked and indexed by its PCI address like any other.
+        address = pci_parent(device_name)
+        if address:
+            return Device(address, device_name, address, _driver(address))
+        if not allow_non_pci:
+            raise CniError(INVALID_CONFIG, f"invalid device={device_name!r}: not a PCI NIC",
+                           f"no {sysfs_root()}/bus/pci/devices/*/net/{device_name} (no such "
+                           "NIC on the node, or it is in a pod already); a veth, bridge, bond "
+                           "or other virtual device needs allowNonPciDevices in the node "
+                           "policy")
+        # Node policy allows it: a name says nothing about the hardware; ethtool may still
+        # tell a PCI function, so the NIC is locked and indexed by it like any other.
         info = backend.ethtool_driver(device_name)
         bus = info.bus_info.lower() if info and _PCI_FULL.fullmatch(info.bus_info) else ""
         return Device(bus or f"name:{device_name}", device_name, bus, info.driver if info else "")

@@ -34,3 +34,8 @@ class CniError(Exception):
     def to_dict(self, cni_version: str) -> dict[str, object]:
         return {"cniVersion": cni_version, "code": self.code, "msg": self.msg,
                 "details": self.details}
+
+
+class NotOnNode(CniError):
+    """The PCI function exists but has no netdev on the node: it may be in a pod (ADD then
+    asks the state store who holds it)."""

@@ -189,11 +189,32 @@ def _reset_alias(netns: str, link: Mapping[str, Any], record: Record) -> None:
         log.warn(f"cannot reset the alias in the pod: {f.message}")
 
 
+def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
+    """The restore batch; a name or MAC that cannot go into a batch line (the pod may have
+    chosen it) is refused, never sent."""
+    if not valid_ifname(link.name):
+        # A name the pod chose that no batch line may carry (a NIC renamed in the pod and
+        # sent home by the kernel): rename it with argv words, which ip never re-parses.
+        log.warn(f"{link.name!r} cannot go into an ip -batch line; renaming it first")
+        try:
+            backend.run(["ip", "link", "set", "dev", link.name, "down"])
+            backend.run(["ip", "link", "set", "dev", link.name, "name", record.snapshot.name])
+        except backend.CommandFailed as e:
+            raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name!r} back to "
+                           f"{record.snapshot.name}", str(e)) from None
+        link = Link(record.snapshot.name, link.mac)
+    try:
+        return backend.ip_batch(record.snapshot.restore_lines(link.name, link.mac))
+    except ValueError as e:  # validate.Corrupt, backend.UnsafeLine
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot restore {record.snapshot.name}: {e}",
+                       f"record {record.attachment}") from None
+
+
 def restore(record: Record, link: Link) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
     A NIC that was a bridge/bond port becomes a port of the same master again."""
     snap = record.snapshot
-    failures = backend.ip_batch(snap.restore_lines(link.name, link.mac))
+    failures = _apply(record, link)
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
     if any(" name " in f.line for f in failures if f.line.startswith("link set")):

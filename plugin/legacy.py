@@ -10,17 +10,27 @@ each one once its NIC is restored. The file is rewritten atomically under its ow
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from plugin import log
+from plugin import validate as v
 from plugin.device import normalize_pci
 from plugin.errors import CniError
 from plugin.identity import NicIdentity
 from plugin.netinfo import Address, LinkSnapshot
-from plugin.state import LEGACY_FILE_NAME, PHASE_ATTACHED, Record, StateStore
+from plugin.state import (
+    LEGACY_FILE_NAME,
+    PHASE_ATTACHED,
+    NotRegular,
+    Record,
+    StateStore,
+    read_regular,
+    set_aside,
+)
 
 FILE_NAME = LEGACY_FILE_NAME
 LOCK_KEY = "legacy-ip-interface-mappings"
@@ -37,8 +47,6 @@ class LegacyEntry:
 
     def as_record(self, container_id: str, ifname: str, netns: str) -> Record:
         """What we would have recorded: no MAC, no MTU, no routes (the Go plugin kept none)."""
-        import ipaddress
-
         addrs = []
         for cidr in self.addresses:
             try:
@@ -52,7 +60,7 @@ class LegacyEntry:
         try:
             key = normalize_pci(self.device_id)
         except CniError:
-            key = self.device_id.replace("/", "_")
+            key = f"name:{self.device_id}"  # checked as an interface name in _checked
         # It recorded no identity: its PCI address proves the NIC in a pod; on the node its
         # name is the old rule (plugin/identity.py).
         return Record(container_id, ifname, key, key, netns, PHASE_ATTACHED, snapshot,
@@ -64,36 +72,63 @@ def _path(state_dir: str) -> str:
 
 
 def _parse(state_dir: str) -> dict[str, object]:
-    """The file's mappings; {} when there is none; OSError/ValueError when it is unreadable."""
-    try:
-        with open(_path(state_dir), "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
+    """The file's mappings; {} when there is none; NotRegular when it is not a regular file;
+    OSError/ValueError when it is unreadable. Changes nothing (`list` reads through it)."""
+    data = read_regular(_path(state_dir))
+    if data is None:
         return {}
-    if not isinstance(data, dict):
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
-    return data
+    return obj
 
 
 def _read(state_dir: str) -> dict[str, object]:
+    path = _path(state_dir)
     try:
         return _parse(state_dir)
-    except (OSError, ValueError) as e:
-        log.error(f"legacy mappings {_path(state_dir)} unreadable ({e}); ignoring it")
+    except NotRegular as e:
+        set_aside(path, str(e))
+        return {}
+    except (OSError, ValueError, RecursionError) as e:
+        log.error(f"legacy mappings {path} unreadable ({e}); ignoring it")
         return {}
 
 
 def _entry(device_id: str, raw: object) -> LegacyEntry | None:
-    if not isinstance(raw, dict) or not isinstance(raw.get("hostInterfaceName"), str):
+    """One mapping, checked as if hostile: an entry that fails is logged and ignored, and its
+    NIC is never touched on the strength of it."""
+    try:
+        return _checked(device_id, raw)
+    except ValueError as e:  # validate.Corrupt
+        log.error(f"legacy mapping {device_id[:64]!r} in {FILE_NAME} ignored: {e}")
         return None
-    ips = raw.get("hostInterfaceIPs") or []
-    return LegacyEntry(device_id, raw["hostInterfaceName"],
-                       tuple(x for x in ips if isinstance(x, str)) if isinstance(ips, list) else (),
-                       raw.get("state") == "UP")
+
+
+def _checked(device_id: str, raw: object) -> LegacyEntry:
+    try:
+        normalize_pci(device_id)
+    except CniError:
+        v.ifname(device_id, "device ID (not a PCI address nor an interface name)")
+    obj = v.obj(raw, "mapping")
+    name = v.ifname(obj.get("hostInterfaceName"), "hostInterfaceName")
+    ips = v.array(obj.get("hostInterfaceIPs") or [], "hostInterfaceIPs")
+    addresses = []
+    for cidr in ips:
+        try:
+            text = v.string(cidr, "hostInterfaceIPs")
+            if "%" in text:  # ipaddress would take anything after it as a scope ID
+                raise ValueError(text)
+            addresses.append(str(ipaddress.ip_interface(text)))
+        except ValueError:
+            raise v.Corrupt(f"hostInterfaceIPs: {str(cidr)[:60]!r} is not an address/prefix") \
+                from None
+    state = obj.get("state", "")
+    return LegacyEntry(device_id, name, tuple(addresses), state == "UP")
 
 
 def present(state_dir: str) -> bool:
-    return os.path.exists(_path(state_dir))
+    return os.path.lexists(_path(state_dir))
 
 
 def entries(state_dir: str) -> list[LegacyEntry]:
@@ -112,7 +147,7 @@ def find(state_dir: str, device_id: str) -> LegacyEntry | None:
     if not device_id or not present(state_dir):
         return None
     raw = _read(state_dir)
-    return _entry(device_id, raw.get(device_id))
+    return _entry(device_id, raw[device_id]) if device_id in raw else None
 
 
 @contextlib.contextmanager

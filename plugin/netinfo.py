@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from plugin import validate as v
+
 FOREVER = 4294967295
 # Address flags that change behaviour and that `ip addr add` accepts back.
 _ADDR_FLAGS = ("nodad", "noprefixroute", "home", "optimistic", "mngtmpaddr")
@@ -51,22 +53,69 @@ class Address:
         words += list(self.flags)
         return " ".join(words)
 
+    @classmethod
+    def from_json(cls, a: object, where: str = "address") -> Address:
+        """A recorded address, every field checked (see plugin/validate.py)."""
+        a = v.obj(a, where)
+        unknown = set(a) - _ADDRESS_FIELDS
+        if unknown:
+            raise v.Corrupt(f"{where}: unknown fields {sorted(unknown)}")
+        family = v.choice(a.get("family"), f"{where}.family", ("inet", "inet6"))
+        version = 6 if family == "inet6" else 4
+        flags = v.array(a.get("flags", []), f"{where}.flags")
+        return cls(family=family, local=v.ip(a.get("local"), f"{where}.local", version),
+                   prefixlen=v.integer(a.get("prefixlen"), f"{where}.prefixlen", 0,
+                                       32 if version == 4 else 128),
+                   peer=v.ip(a.get("peer", ""), f"{where}.peer", version, empty=True),
+                   broadcast=v.ip(a.get("broadcast", ""), f"{where}.broadcast", 4, empty=True),
+                   label=v.label(a.get("label", ""), f"{where}.label"),
+                   flags=tuple(v.choice(f, f"{where}.flags", _ADDR_FLAGS) for f in flags),
+                   valid_lft=v.integer(a.get("valid_lft", FOREVER), f"{where}.valid_lft"),
+                   preferred_lft=v.integer(a.get("preferred_lft", FOREVER),
+                                           f"{where}.preferred_lft"))
+
+
+_ADDRESS_FIELDS = frozenset(("family", "local", "prefixlen", "peer", "broadcast", "label",
+                             "flags", "valid_lft", "preferred_lft"))
+
+
+# iproute2's built-in names (no /etc/iproute2 needed): records written before routes were
+# captured with `ip -N` carry these; anything else must already be a number.
+TABLES = {"unspec": 0, "default": 253, "main": 254, "local": 255}
+PROTOCOLS = {"unspec": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8,
+             "ra": 9, "mrt": 10, "zebra": 11, "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15,
+             "dhcp": 16, "keepalived": 18, "babel": 42, "openr": 99, "bgp": 186, "isis": 187,
+             "ospf": 188, "rip": 189, "eigrp": 192}
+SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+ROUTE_TYPES = ("unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
+               "unreachable", "prohibit", "throw", "nat")
+MAIN_TABLE = 254
+PROTO_BOOT = 3
+# Per-route metrics `ip route` takes back as plain integers.
+ROUTE_METRICS = ("mtu", "advmss", "window", "hoplimit", "initcwnd", "initrwnd", "reordering",
+                 "ssthresh", "cwnd", "rto_min", "quickack", "fastopen_no_cookie")
+PREFS = ("low", "medium", "high")
+_SKIP_PROTOCOL_NUMBERS = (PROTOCOLS["kernel"], PROTOCOLS["ra"])
+
 
 @dataclass(frozen=True)
 class RouteEntry:
-    """A route through the NIC, in any table, as the kernel reported it."""
+    """A route through the NIC, in any table, as the kernel reported it. Table, protocol and
+    scope are numbers: a name from /etc/iproute2 may not exist where the restore runs."""
 
     family: str
     dst: str
-    gateway: str = ""
-    table: str = "main"
-    protocol: str = ""
-    scope: str = ""
+    gateway: str = ""           # may be IPv6 in an IPv4 route (RFC 5549, `via inet6`)
+    table: int = MAIN_TABLE
+    protocol: int = PROTO_BOOT
+    scope: int = 0
     metric: int | None = None
     prefsrc: str = ""
     type: str = "unicast"
     onlink: bool = False
     mtu: int = 0
+    pref: str = ""              # IPv6 router preference
+    metrics: tuple[tuple[str, int], ...] = ()   # other than mtu
 
     @property
     def is_default(self) -> bool:
@@ -74,7 +123,7 @@ class RouteEntry:
 
     @property
     def restorable(self) -> bool:
-        return self.protocol not in _SKIP_PROTOCOLS and self.type not in _SKIP_TYPES
+        return self.protocol not in _SKIP_PROTOCOL_NUMBERS and self.type not in _SKIP_TYPES
 
     def replace_line(self, dev: str) -> str:
         dst = self.dst
@@ -85,23 +134,70 @@ class RouteEntry:
             words.append(self.type)
         words.append(dst)
         if self.gateway:
-            words += ["via", self.gateway]
-        words += ["dev", dev]
-        if self.table != "main":
-            words += ["table", self.table]
-        if self.protocol:
-            words += ["proto", self.protocol]
-        if self.scope:
-            words += ["scope", self.scope]
+            gw_family = "inet6" if ":" in self.gateway else "inet"
+            words += ["via", self.gateway] if gw_family == self.family else \
+                ["via", gw_family, self.gateway]
+        words += ["dev", dev, "table", str(self.table), "proto", str(self.protocol),
+                  "scope", str(self.scope)]
         if self.metric is not None:
             words += ["metric", str(self.metric)]
         if self.prefsrc:
             words += ["src", self.prefsrc]
         if self.mtu:
             words += ["mtu", str(self.mtu)]
+        for name, value in self.metrics:
+            words += [name, str(value)]
+        if self.pref:
+            words += ["pref", self.pref]
         if self.onlink:
             words.append("onlink")
         return " ".join(words)
+
+    @classmethod
+    def from_json(cls, r: object, where: str = "route") -> RouteEntry:
+        """A recorded route, every field checked (see plugin/validate.py)."""
+        r = v.obj(r, where)
+        unknown = set(r) - _ROUTE_FIELDS
+        if unknown:
+            raise v.Corrupt(f"{where}: unknown fields {sorted(unknown)}")
+        family = v.choice(r.get("family"), f"{where}.family", ("inet", "inet6"))
+        version = 6 if family == "inet6" else 4
+        metric = r.get("metric")
+        return cls(
+            family=family, dst=v.prefix(r.get("dst"), f"{where}.dst", version),
+            gateway=v.ip(r.get("gateway", ""), f"{where}.gateway", empty=True),
+            table=v.number_or_name(r.get("table", MAIN_TABLE), f"{where}.table", TABLES,
+                                   v.U32_MAX),
+            protocol=_protocol(r.get("protocol", PROTO_BOOT), where),
+            scope=v.number_or_name(r.get("scope", 0), f"{where}.scope", SCOPES, 255)
+            if r.get("scope", "") != "" else 0,
+            metric=None if metric is None else v.integer(metric, f"{where}.metric"),
+            prefsrc=v.ip(r.get("prefsrc", ""), f"{where}.prefsrc", version, empty=True),
+            type=v.choice(r.get("type", "unicast"), f"{where}.type", ROUTE_TYPES),
+            onlink=v.boolean(r.get("onlink", False), f"{where}.onlink"),
+            mtu=v.integer(r.get("mtu", 0), f"{where}.mtu", 0, 65536 * 16),
+            pref=v.choice(r.get("pref", ""), f"{where}.pref", ("", *PREFS)),
+            metrics=tuple((v.choice(m[0], f"{where}.metrics", ROUTE_METRICS),
+                           v.integer(m[1], f"{where}.metrics.{m[0]}"))
+                          for m in (_pair(x, f"{where}.metrics")
+                                    for x in v.array(r.get("metrics", []),
+                                                     f"{where}.metrics"))))
+
+
+_ROUTE_FIELDS = frozenset(("family", "dst", "gateway", "table", "protocol", "scope", "metric",
+                           "prefsrc", "type", "onlink", "mtu", "pref", "metrics"))
+
+
+def _protocol(value: object, where: str) -> int:
+    if value == "":
+        return PROTO_BOOT  # older records: ip prints no protocol for boot routes
+    return v.number_or_name(value, f"{where}.protocol", PROTOCOLS, 255)
+
+
+def _pair(x: object, what: str) -> tuple[object, object]:
+    if not isinstance(x, (list, tuple)) or len(x) != 2:
+        raise v.Corrupt(f"{what}: must be [name, value] pairs")
+    return x[0], x[1]
 
 
 @dataclass(frozen=True)
@@ -116,13 +212,19 @@ class LinkSnapshot:
 
     @property
     def carries_default_route(self) -> bool:
-        return any(r.is_default and r.table == "main" and r.type == "unicast"
+        return any(r.is_default and r.table == MAIN_TABLE and r.type == "unicast"
                    for r in self.routes)
 
     def restore_lines(self, current_name: str, current_mac: str = "") -> list[str]:
         """`ip -batch` lines that give the node back this NIC's configuration.
 
-        Order matters: rename needs the link down, routes need the link up and its addresses."""
+        Order matters: rename needs the link down, routes need the link up and its addresses.
+        `current_name` and `current_mac` come from a netns the pod controls: checked here."""
+        v.ifname(current_name, "current interface name")
+        try:
+            current_mac = v.mac(current_mac, "current MAC", empty=True)
+        except v.Corrupt:
+            current_mac = "unknown"  # not one we could compare: set ours
         lines = []
         dev = current_name
         if current_name != self.name:
@@ -143,63 +245,91 @@ class LinkSnapshot:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> LinkSnapshot:
-        return cls(name=obj["name"], mac=obj["mac"], mtu=int(obj["mtu"]), up=bool(obj["up"]),
-                   addresses=tuple(Address(**{**a, "flags": tuple(a.get("flags", ()))})
-                                   for a in obj["addresses"]),
-                   routes=tuple(RouteEntry(**r) for r in obj["routes"]))
+    def from_json(cls, obj: object, where: str = "snapshot") -> LinkSnapshot:
+        """A recorded snapshot; raises validate.Corrupt (a ValueError) naming the bad field."""
+        obj = v.obj(obj, where)
+        return cls(name=v.ifname(obj.get("name"), f"{where}.name"),
+                   mac=v.mac(obj.get("mac", ""), f"{where}.mac", empty=True),
+                   mtu=v.integer(obj.get("mtu"), f"{where}.mtu", 0, 65536 * 16),
+                   up=v.boolean(obj.get("up"), f"{where}.up"),
+                   addresses=tuple(Address.from_json(a, f"{where}.addresses[{i}]") for i, a in
+                                   enumerate(v.array(obj.get("addresses"),
+                                                     f"{where}.addresses"))),
+                   routes=tuple(RouteEntry.from_json(r, f"{where}.routes[{i}]") for i, r in
+                                enumerate(v.array(obj.get("routes"), f"{where}.routes"))))
 
 
 def _family_of(route: Mapping[str, Any]) -> str:
-    """`ip -j route show table all` mixes families and does not name them."""
-    for key in ("dst", "gateway", "prefsrc"):
+    """`ip -j route show table all` mixes families and does not name them. The gateway does not
+    decide: an IPv4 route may go via an IPv6 next hop (RFC 5549)."""
+    for key in ("dst", "prefsrc"):
         value = route.get(key, "")
-        if isinstance(value, str) and ":" in value:
-            return "inet6"
-    via = route.get("via")
-    if isinstance(via, Mapping) and via.get("family") == "inet6":
+        if isinstance(value, str) and value and value != "default":
+            return "inet6" if ":" in value else "inet"
+    if "pref" in route:
         return "inet6"
-    return "inet6" if "pref" in route else "inet"
+    gateway = route.get("gateway", "")
+    return "inet6" if isinstance(gateway, str) and ":" in gateway else "inet"
 
 
 def parse_address(a: Mapping[str, Any]) -> Address | None:
     """One addr_info entry; None for what a restore must not carry (link-local, kernel-made)."""
-    if a.get("family") not in ("inet", "inet6") or a.get("scope") == "link":
+    if a.get("family") not in ("inet", "inet6") or a.get("scope") in ("link", "253"):
         return None
     local = a.get("local", "")
     address = a.get("address", "")
     peer = address if address and address != local else ""
-    return Address(family=a["family"], local=local, prefixlen=int(a.get("prefixlen", 0)),
-                   peer=peer, broadcast=a.get("broadcast", "") if a["family"] == "inet" else "",
-                   label=a.get("label", ""),
-                   flags=tuple(f for f in _ADDR_FLAGS if a.get(f)),
-                   valid_lft=int(a.get("valid_life_time", FOREVER)),
-                   preferred_lft=int(a.get("preferred_life_time", FOREVER)))
+    raw = {"family": a["family"], "local": local, "prefixlen": a.get("prefixlen", 0),
+           "peer": peer, "broadcast": a.get("broadcast", "") if a["family"] == "inet" else "",
+           "label": a.get("label", ""), "flags": [f for f in _ADDR_FLAGS if a.get(f)],
+           "valid_lft": a.get("valid_life_time", FOREVER),
+           "preferred_lft": a.get("preferred_life_time", FOREVER)}
+    return Address.from_json(raw, f"address {local}")
+
+
+def _route_type(value: object) -> str:
+    """`ip -N` prints route types as numbers too."""
+    if isinstance(value, str) and value.isdigit() and int(value) < len(ROUTE_TYPES):
+        return ROUTE_TYPES[int(value)]
+    return str(value)
 
 
 def parse_route(r: Mapping[str, Any]) -> RouteEntry | None:
-    if "nexthops" in r:
-        return None  # multipath: not tied to this NIC alone; left to whoever made it
-    metrics = r.get("metrics") or []
+    """One route of `ip -j -N route show` (numbers, not /etc/iproute2 names); checked by the
+    same rules as a record read back, so nothing captured is something restore refuses."""
+    if "nexthops" in r or "nhid" in r:
+        return None  # multipath/nexthop objects: not tied to this NIC alone
     mtu = 0
+    extra: list[list[Any]] = []
+    metrics = r.get("metrics") or []
     for m in metrics if isinstance(metrics, list) else []:
-        if isinstance(m, Mapping) and isinstance(m.get("mtu"), int):
-            mtu = m["mtu"]
+        for name, value in (m.items() if isinstance(m, Mapping) else ()):
+            if name == "mtu" and isinstance(value, int):
+                mtu = value
+            elif name in ROUTE_METRICS and isinstance(value, int):
+                extra.append([name, value])
     gateway = r.get("gateway", "")
     if not gateway and isinstance(r.get("via"), Mapping):
         gateway = r["via"].get("host", "")
-    return RouteEntry(family=_family_of(r), dst=r.get("dst", ""), gateway=gateway,
-                      table=str(r.get("table", "main")), protocol=r.get("protocol", ""),
-                      scope=r.get("scope", ""), metric=r.get("metric"),
-                      prefsrc=r.get("prefsrc", ""), type=r.get("type", "unicast"),
-                      onlink="onlink" in (r.get("flags") or []), mtu=mtu)
+    family = _family_of(r)
+    raw = {"family": family, "dst": r.get("dst", ""), "gateway": gateway,
+           "table": r.get("table", MAIN_TABLE), "protocol": r.get("protocol", PROTO_BOOT),
+           "scope": r.get("scope", 0), "prefsrc": r.get("prefsrc", ""),
+           "type": _route_type(r.get("type", "unicast")),
+           "onlink": "onlink" in (r.get("flags") or []), "mtu": mtu, "metrics": extra,
+           "pref": r.get("pref", "") if family == "inet6" else ""}
+    if r.get("metric") is not None:
+        raw["metric"] = r["metric"]
+    return RouteEntry.from_json(raw, f"route {r.get('dst', '')}")
 
 
 def parse_snapshot(addr_show: Sequence[Mapping[str, Any]],
                    routes: Iterable[Mapping[str, Any]]) -> LinkSnapshot:
-    """From `ip -j addr show dev X` and `ip -j route show table all dev X`."""
+    """From `ip -j -N addr show dev X` and `ip -j -N route show table all dev X`."""
     link = addr_show[0]
     addresses = tuple(a for a in (parse_address(x) for x in link.get("addr_info", [])) if a)
     parsed = tuple(r for r in (parse_route(x) for x in routes) if r)
-    return LinkSnapshot(name=link["ifname"], mac=link.get("address", ""), mtu=int(link["mtu"]),
+    return LinkSnapshot(name=v.ifname(link["ifname"], "ifname"),
+                        mac=v.mac(link.get("address", ""), "address", empty=True),
+                        mtu=int(link["mtu"]),
                         up="UP" in link.get("flags", []), addresses=addresses, routes=parsed)

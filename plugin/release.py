@@ -166,7 +166,9 @@ def reconcile_main(argv: Sequence[str]) -> int:
 
     p = argparse.ArgumentParser(prog="amd-host-device reconcile",
                                 description="Give back NICs of pods that died without a DEL.")
-    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    p.add_argument("--state-dir", default="",
+                   help="default: the node policy's stateDir (or $AMD_HOST_DEVICE_STATE_DIR), "
+                   f"else {DEFAULT_STATE_DIR}")
     p.add_argument("--cni-path", default=os.environ.get("CNI_PATH", ""),
                    help="where host-device is (colon list); the usual dirs are searched after")
     p.add_argument("--interval", type=float, default=0.0,
@@ -174,6 +176,14 @@ def reconcile_main(argv: Sequence[str]) -> int:
     p.add_argument("--max-orphan-hours", type=float, default=MAX_ORPHAN_SECONDS / 3600)
     args = p.parse_args(argv)
     log.bind(cmd="RECONCILE")
+    if not args.state_dir:
+        from plugin import policy
+
+        try:
+            args.state_dir = policy.load().state_dir
+        except CniError as e:
+            log.error(e.msg)
+            return 1
     path = [d for d in args.cni_path.split(":") if d]
     while True:
         try:

@@ -6,9 +6,15 @@ Layout under stateDir (0700, files 0600):
     locks/<device key>.lock                   flock: ADD/DEL of one NIC never interleave
 
 Keyed by attachment so a late DEL from an old sandbox cannot clobber a newer attachment of the
-same NIC; '@' separates the two because container IDs cannot contain it.
-Every write is temp file + fsync + rename + directory fsync: a crash leaves the old or the new
-record, never half of one.
+same NIC; '@' separates the two because container IDs cannot contain it. A name that would pass
+255 bytes (a runtime may send long IDs) is shortened with a hash suffix; the full ID stays in
+the record, and a record whose content names another attachment than its file is corrupt.
+Every write is temp file (O_EXCL, unpredictable name) + fsync + rename + directory fsync: a
+crash leaves the old or the new record, never half of one.
+
+The dir is ours alone: the root and its subdirs must be real directories owned by us (never a
+symlink), and every file is opened O_NOFOLLOW|O_NONBLOCK and must be a regular file (a FIFO
+would hang us). Whatever fails a check is set aside like a corrupt record, and a sweep goes on.
 """
 
 from __future__ import annotations
@@ -16,14 +22,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
+import re
+import secrets
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from plugin import log
+from plugin import validate as v
 from plugin.errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
 from plugin.identity import NicIdentity
 from plugin.netinfo import LinkSnapshot
@@ -33,6 +44,13 @@ FORMAT = 1
 LEGACY_FILE_NAME = "ip-interface-mappings.json"
 PHASE_MOVING = "moving"      # recorded before the NIC leaves the node; it may be anywhere
 PHASE_ATTACHED = "attached"  # host-device succeeded: the NIC is in the pod
+PHASES = (PHASE_MOVING, PHASE_ATTACHED)
+MAX_FILE_BYTES = 1 << 20
+_NAME_MAX = 255
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+_NETNS_ID = re.compile(r"[0-9]+:[0-9]+")
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -79,15 +97,26 @@ class Record:
                 "uppers": list(self.uppers)}
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Record:
-        return cls(container_id=obj["containerID"], ifname=obj["ifname"],
-                   device_key=obj["deviceKey"], pci_address=obj.get("pciAddress", ""),
-                   netns=obj.get("netns", ""), phase=obj["phase"],
-                   snapshot=LinkSnapshot.from_json(obj["snapshot"]), result=obj.get("result"),
-                   created=float(obj.get("created", 0.0)), netns_id=obj.get("netnsID", ""),
-                   orphaned_since=float(obj.get("orphanedSince", 0.0)),
-                   identity=NicIdentity.from_json(obj.get("identity")),
-                   **_attachment_fields(obj))
+    def from_json(cls, obj: object) -> Record:
+        """A record read back, every field checked as if hostile (plugin/validate.py); raises
+        validate.Corrupt (a ValueError) naming the field. Add a field: add its check here."""
+        o = v.obj(obj, "record")
+        if o.get("format", FORMAT) != FORMAT:
+            raise v.Corrupt(f"record: format {o.get('format')!r} is not {FORMAT}")
+        result = o.get("result")
+        return cls(container_id=container_id(o.get("containerID"), "containerID"),
+                   ifname=v.ifname(o.get("ifname"), "ifname"),
+                   device_key=device_key(o.get("deviceKey"), "deviceKey"),
+                   pci_address=_pci(o.get("pciAddress", ""), "pciAddress"),
+                   netns=_netns_path(o.get("netns", ""), "netns"),
+                   phase=v.choice(o.get("phase"), "phase", PHASES),
+                   snapshot=LinkSnapshot.from_json(o.get("snapshot")),
+                   result=None if result is None else v.obj(result, "result"),
+                   created=v.number(o.get("created", 0.0), "created"),
+                   netns_id=_netns_id(o.get("netnsID", ""), "netnsID"),
+                   orphaned_since=v.number(o.get("orphanedSince", 0.0), "orphanedSince"),
+                   identity=NicIdentity.from_json(o.get("identity")),
+                   **_attachment_fields(o))
 
     def advanced(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
         return replace(self, phase=phase, result=result if result is not None else self.result)
@@ -122,6 +151,46 @@ def _attachment_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def container_id(value: object, what: str) -> str:
+    text = v.string(value, what)
+    if not _CONTAINER_ID.fullmatch(text) or len(text) > 4096:
+        raise v.Corrupt(f"{what}: {text[:40]!r} is not a container ID")
+    return text
+
+
+def _pci(value: object, what: str) -> str:
+    text = v.string(value, what)
+    if text and not _PCI.fullmatch(text):
+        raise v.Corrupt(f"{what}: {text[:40]!r} is not a PCI address")
+    return text
+
+
+def device_key(value: object, what: str) -> str:
+    """A PCI address, or `name:<netdev>` for NICs selected by name."""
+    if isinstance(value, str) and value.startswith("name:"):
+        v.ifname(value[5:], what)
+        return value
+    text = _pci(value, what)
+    if not text:
+        raise v.Corrupt(f"{what}: empty")
+    return text
+
+
+def _netns_path(value: object, what: str) -> str:
+    text = v.string(value, what)
+    if text and (not os.path.isabs(text) or len(text) > 4096 or not text.isprintable()
+                 or ".." in text.split("/")):
+        raise v.Corrupt(f"{what}: {text[:60]!r} is not an absolute path")
+    return text
+
+
+def _netns_id(value: object, what: str) -> str:
+    text = v.string(value, what)
+    if text and not _NETNS_ID.fullmatch(text):
+        raise v.Corrupt(f"{what}: {text[:40]!r} is not dev:inode")
+    return text
+
+
 def netns_identity(path: str) -> str:
     try:
         st = os.stat(path)
@@ -132,6 +201,69 @@ def netns_identity(path: str) -> str:
 
 def _io_error(what: str, e: OSError) -> CniError:
     return CniError(IO_FAILURE, f"state store: {what}: {e.strerror or e}", str(e.filename or ""))
+
+
+class NotRegular(Exception):
+    """A state path that is a symlink, FIFO, directory or device: never read, set aside."""
+
+
+def read_regular(path: str, limit: int = MAX_FILE_BYTES) -> bytes | None:
+    """The bytes of a regular file, without following a symlink or blocking on a FIFO;
+    None if it does not exist. NotRegular for anything else; OSError for real I/O errors."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise NotRegular(f"{path} is not a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(f"{path} is not a regular file ({stat.filemode(st.st_mode)})")
+        if st.st_size > limit:
+            raise NotRegular(f"{path} is larger than {limit} bytes")
+        chunks = []
+        while True:
+            chunk = os.read(fd, limit + 1)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > limit:
+                raise NotRegular(f"{path} is larger than {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def set_aside(path: str, why: str) -> None:
+    """Move a bad file (of any kind; rename never follows a symlink) out of every lookup."""
+    aside = f"{path}.corrupt.{int(time.time())}.{secrets.token_hex(4)}"
+    log.error(f"state file {path} is unusable ({why}); moved to {aside}")
+    with contextlib.suppress(OSError):
+        os.rename(path, aside)
+
+
+def _check_dir(path: str) -> None:
+    """Ours alone: a real directory (not a symlink), owned by the user we run as."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise CniError(IO_FAILURE, f"state store: {path} is not a directory (a symlink or a "
+                       "file is refused)", "the state dir and its subdirs must be real dirs")
+    if st.st_uid != os.geteuid():
+        raise CniError(IO_FAILURE, f"state store: {path} is owned by uid {st.st_uid}, not "
+                       f"{os.geteuid()}", "the state dir must be ours alone")
+
+
+def file_name(container_id: str, ifname: str) -> str:
+    """`<id>@<ifname>.json`, or, past 255 bytes, a prefix of the ID with a hash of the
+    attachment ('~' is not in the container-ID alphabet, so it never equals a real ID)."""
+    name = f"{container_id}@{ifname}.json"
+    if len(name.encode()) <= _NAME_MAX:
+        return name
+    digest = hashlib.sha256(f"{container_id}@{ifname}".encode()).hexdigest()[:40]
+    return f"{container_id[:128]}~{digest}@{ifname}.json"
 
 
 class StateStore:
@@ -148,35 +280,55 @@ class StateStore:
 
     # -- layout -------------------------------------------------------------------------------
     def ensure(self) -> None:
+        """Create the layout where node policy says; refuse one that is not ours. Only the
+        root's group/other bits are tightened: nothing else is chmod'ed."""
         if self._ready:
             return
         try:
-            for d in (self.root, self._attachments, self._devices, self._locks):
-                os.makedirs(d, mode=0o700, exist_ok=True)
-            if os.stat(self.root).st_mode & 0o077:
-                os.chmod(self.root, 0o700)
+            if not os.path.lexists(self.root):
+                os.makedirs(self.root, mode=0o700, exist_ok=True)
+            _check_dir(self.root)
+            if os.lstat(self.root).st_mode & 0o077:
+                os.chmod(self.root, 0o700, follow_symlinks=False)
+            for d in (self._attachments, self._devices, self._locks):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(d, 0o700)
+                _check_dir(d)
             self._ready = True
         except OSError as e:
             raise _io_error(f"cannot create {self.root}", e) from None
 
     def _record_path(self, container_id: str, ifname: str) -> str:
-        return os.path.join(self._attachments, f"{container_id}@{ifname}.json")
+        return os.path.join(self._attachments, file_name(container_id, ifname))
 
     @staticmethod
     def _safe_key(key: str) -> str:
         return key.replace("/", "_")
 
     # -- locking ------------------------------------------------------------------------------
+    def _open_lock(self, path: str) -> int:
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                    raise _io_error("cannot open lock", e) from None
+                set_aside(path, "not a regular file")
+                continue
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+            os.close(fd)
+            set_aside(path, "not a regular file")
+        raise CniError(IO_FAILURE, f"state store: cannot open lock {path}",
+                       "something keeps replacing it")
+
     @contextlib.contextmanager
     def lock(self, device_key: str, timeout: float) -> Iterator[None]:
         """Exclusive per-device lock with a bounded wait: a stuck holder yields code 11."""
         started = time.perf_counter()
         self.ensure()
         path = os.path.join(self._locks, self._safe_key(device_key) + ".lock")
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            raise _io_error("cannot open lock", e) from None
+        fd = self._open_lock(path)
         try:
             deadline = time.monotonic() + timeout
             delay = 0.005
@@ -233,10 +385,15 @@ class StateStore:
         return [os.path.join(self._attachments, n) for n in names if ".corrupt." in n]
 
     # -- records ------------------------------------------------------------------------------
+    @staticmethod
+    def _tmp_name(path: str) -> str:
+        directory, name = os.path.split(path)
+        return os.path.join(directory, f".{name[:64]}.tmp.{secrets.token_hex(8)}")
+
     def write_file(self, path: str, data: bytes, durable: bool = True) -> None:
-        tmp = f"{path}.tmp.{os.getpid()}"
+        tmp = self._tmp_name(path)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
             try:
                 os.write(fd, data)
                 if durable:
@@ -253,7 +410,7 @@ class StateStore:
 
     @staticmethod
     def _fsync_dir(path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             os.fsync(fd)
         finally:
@@ -276,52 +433,76 @@ class StateStore:
                 return
         except OSError:
             pass
-        tmp = f"{index}.tmp.{os.getpid()}"
+        tmp = self._tmp_name(index)
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
             os.symlink(target, tmp)
             os.replace(tmp, index)
             self._fsync_dir(self._devices)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise _io_error("cannot write device index", e) from None
 
-    def _load(self, path: str) -> Record | None:
+    def _load(self, path: str, attachment: str = "") -> Record | None:
         with log.span("state I/O"):
-            return self._read(path)
+            return self._read(path, attachment)
 
-    def _read(self, path: str) -> Record | None:
+    def _read(self, path: str, attachment: str = "") -> Record | None:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise _io_error(f"cannot read {path}", e) from None
-        try:
-            return Record.from_json(json.loads(data))
-        except (ValueError, KeyError, TypeError) as e:
-            if self.read_only:
+            data = read_regular(path)
+            if data is None:
+                return None
+            record = Record.from_json(json.loads(data))
+            if os.path.basename(path) != file_name(record.container_id, record.ifname):
+                raise v.Corrupt(f"it names attachment {record.attachment[:80]!r}")
+        except (NotRegular, ValueError, KeyError, TypeError, RecursionError) as e:
+            if self.read_only:  # `list`: report it, change nothing
                 self.unreadable.append((path, str(e)[:200]))
                 return None
             # One bad file must not block every other attachment: set it aside, keep going.
-            aside = f"{path}.corrupt.{int(time.time())}"
-            log.error(f"state record {path} is unreadable ({e}); moved to {aside}")
-            with contextlib.suppress(OSError):
-                os.replace(path, aside)
+            set_aside(path, f"{e}"[:300])
             return None
+        except OSError as e:
+            raise _io_error(f"cannot read {path}", e) from None
+        return record
+
+    def _layout_ours(self) -> bool:
+        """Before any read: False if there is no store yet; a root or attachments/ that is a
+        symlink or not ours is refused (reads must not go through it either)."""
+        try:
+            _check_dir(self.root)
+            _check_dir(self._attachments)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise _io_error(f"cannot look at {self.root}", e) from None
+        return True
 
     def load(self, container_id: str, ifname: str) -> Record | None:
+        if not self._layout_ours():
+            return None
         return self._load(self._record_path(container_id, ifname))
 
     def holder_of(self, device_key: str) -> Record | None:
-        """The attachment the index says holds this device, if its record still exists."""
+        """The attachment the index says holds this device, if its record still exists. The
+        index must point at a file in attachments/: anything else is dropped, never followed."""
+        if not self._layout_ours():
+            return None
         index = os.path.join(self._devices, self._safe_key(device_key))
         try:
+            _check_dir(self._devices)
             target = os.readlink(index)
-        except OSError:
+        except FileNotFoundError:
             return None
-        return self._load(os.path.join(self._devices, target))
+        except OSError:  # not a symlink: not ours
+            set_aside(index, "not an index symlink")
+            return None
+        head, name = os.path.split(target)
+        if head != os.path.join("..", "attachments") or not name.endswith(".json") \
+                or name.startswith("."):
+            set_aside(index, f"points outside attachments/ ({target[:80]!r})")
+            return None
+        return self._load(os.path.join(self._attachments, name))
 
     def remove(self, record: Record) -> None:
         with log.span("state I/O"):
@@ -344,14 +525,24 @@ class StateStore:
             raise _io_error(f"cannot remove {path}", e) from None
 
     def records(self) -> list[Record]:
+        """Every readable record; a bad or unreadable file is logged and skipped, never the
+        end of a sweep."""
+        if not self._layout_ours():
+            return []
         try:
             names = sorted(os.listdir(self._attachments))
         except FileNotFoundError:
             return []
+        except OSError as e:
+            raise _io_error(f"cannot list {self._attachments}", e) from None
         found = []
         for name in names:
-            if name.endswith(".json"):
-                record = self._load(os.path.join(self._attachments, name))
+            if name.endswith(".json") and not name.startswith("."):
+                try:
+                    record = self._load(os.path.join(self._attachments, name))
+                except CniError as e:
+                    log.error(f"{name}: {e.msg}; skipped")
+                    continue
                 if record:
                     found.append(record)
         return found

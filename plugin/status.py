@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 from plugin import backend, delegate
 from plugin.cni import Env
 from plugin.config import NetConf
 from plugin.errors import NOT_AVAILABLE, CniError
+from plugin.state import StateStore
 
 
 def status(env: Env, conf: NetConf) -> None:
@@ -15,11 +17,17 @@ def status(env: Env, conf: NetConf) -> None:
     state_dir = conf.state_dir
     delegate.find(env.path)
     try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        probe = os.path.join(state_dir, f".status.{os.getpid()}")
-        with open(probe, "w"):
-            pass
+        StateStore(state_dir).ensure()
+        # An unpredictable name, created O_EXCL without following links: a name planted in
+        # advance (a symlink to a node file) can neither be truncated nor make us wait.
+        probe = os.path.join(state_dir, f".status.{secrets.token_hex(16)}")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        os.close(fd)
         os.unlink(probe)
+    except CniError as e:
+        raise CniError(NOT_AVAILABLE, f"state dir {state_dir} is not usable: {e.msg}",
+                       e.details) from None
     except OSError as e:
         raise CniError(NOT_AVAILABLE, f"state dir {state_dir} is not writable: "
                        f"{e.strerror}") from None

@@ -64,6 +64,40 @@ def test_init_container_installs_the_plugin_and_missing_delegates(host):
     assert not [n for n in os.listdir(host) if ".tmp" in n or ".probe" in n or ".link-" in n]
 
 
+@pytest.mark.parametrize("name", ["opt cni bin", "d" * 180])
+def test_any_node_dir_works_and_no_temp_name_is_left(tmp_path, name):
+    """The entry names no node path: a dir with a space, or longer than a shebang carries,
+    works when exec'd where the node sees it (issue 10, row 7)."""
+    host = tmp_path / name
+    host.mkdir()
+    out = install(host)
+    assert out.returncode == 0, out.stderr
+    assert version_of(host / "amd-host-device")["supportedVersions"]
+    assert not [n for n in os.listdir(host) if ".tmp" in n or ".link" in n]
+
+
+def test_a_directory_in_place_of_the_entry_fails_without_leftovers(host):
+    (host / "amd-host-device").mkdir()
+    out = install(host)
+    assert out.returncode != 0 and "is a directory" in out.stderr
+    assert not [n for n in os.listdir(host) if ".tmp" in n or ".link" in n]
+
+
+def test_node_policy_from_a_configmap_is_written(host, tmp_path):
+    cm = tmp_path / "cm"
+    cm.mkdir()
+    (cm / "amd-host-device.conf").write_text('{"allowNonPciDevices": true}')
+    netd = tmp_path / "net.d"
+    netd.mkdir()
+    out = podman("run", "--rm", "--network", "none", "-v", f"{host}:/host/opt/cni/bin",
+                 "-v", f"{cm}:/etc/amd-host-device/policy:ro", "-v", f"{netd}:/host/etc/cni/net.d",
+                 IMAGE, "--host-dir", "/host/opt/cni/bin", "--policy",
+                 "/etc/amd-host-device/policy/amd-host-device.conf", check=False)
+    assert out.returncode == 0, out.stderr
+    policy = netd / "amd-host-device.d" / "amd-host-device.conf"
+    assert json.loads(policy.read_text()) == {"allowNonPciDevices": True}
+
+
 def test_a_second_run_changes_nothing_and_says_so(host):
     assert install(host).returncode == 0
     before = {p: p.lstat().st_mtime_ns for p in host.rglob("*")}

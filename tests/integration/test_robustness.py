@@ -134,7 +134,7 @@ def _ip_killer(tmp_path, trigger):
 def test_sigkill_while_capturing_leaves_the_node_untouched(node, pod, tmp_path, untouched):
     nic = node.nics[0]
     crashed = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1",
-                       extra_env=_ip_killer(tmp_path, "-j -batch"))
+                       extra_env=_ip_killer(tmp_path, "-j -N -batch"))
     assert crashed.rc == -9
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     untouched()

@@ -2,6 +2,7 @@
 Makefile builds."""
 
 import json
+import os
 import pathlib
 import re
 
@@ -38,11 +39,40 @@ def test_daemonset():
     assert init["args"][:2] == ["--host-dir", "/host/opt/cni/bin"]
     assert "reconcile" in main["command"]
     assert main["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
-    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
     assert volumes["cni-bin"] == "/opt/cni/bin"
     mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"] + main["volumeMounts"]}
     assert mounts["cni-bin"] == "/host/opt/cni/bin"
     assert mounts["state"] == volumes["state"] == "/var/lib/cni/amd-host-device"
+
+
+def test_node_policy_comes_from_a_configmap_the_installer_writes_atomically():
+    from plugin import policy
+
+    all_docs = docs("daemonset.yaml")
+    cm = next(d for d in all_docs if d["kind"] == "ConfigMap")
+    ds = next(d for d in all_docs if d["kind"] == "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    conf = json.loads(cm["data"]["amd-host-device.conf"])
+    parsed = policy.parse(conf, "configmap")  # the plugin's own rules accept it
+    init, = spec["initContainers"]
+    main, = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["policy"]["configMap"]["name"] == cm["metadata"]["name"]
+    assert volumes["node-policy"]["hostPath"]["path"] == \
+        os.path.dirname(policy.DEFAULT_PATH)
+    args = init["args"]
+    init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    source = args[args.index("--policy") + 1]
+    assert os.path.dirname(source) == init_mounts["policy"]
+    assert os.path.basename(source) in cm["data"]
+    assert args[args.index("--policy-dir") + 1] == init_mounts["node-policy"]
+    main_mounts = {m["name"]: m for m in main["volumeMounts"]}
+    # reconcile reads the same policy where the plugin does, and no --state-dir overrides it
+    assert main_mounts["node-policy"]["mountPath"] == os.path.dirname(policy.DEFAULT_PATH)
+    assert main_mounts["node-policy"]["readOnly"] is True
+    assert "--state-dir" not in main["command"]
+    assert main_mounts["state"]["mountPath"] == parsed.state_dir
 
 
 def test_nads_for_nic_and_vnic():

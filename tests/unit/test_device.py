@@ -5,7 +5,7 @@ import os
 import pytest
 
 from plugin import device
-from plugin.errors import CniError
+from plugin.errors import CniError, NotOnNode
 
 
 @pytest.mark.parametrize("given,canonical", [
@@ -52,9 +52,17 @@ def test_unknown_pci_device(sysfs):
 
 def test_no_netdev_after_waiting(sysfs):
     make(sysfs, "0000:01:00.0")
-    with pytest.raises(CniError) as e:
+    with pytest.raises(NotOnNode) as e:  # ADD asks the state store who holds it
         device.netdev_for_pci("0000:01:00.0")
     assert "no network interface" in e.value.msg
+
+
+def test_an_unsafe_netdev_name_is_named_not_taken_for_missing(sysfs):
+    make(sysfs, "0000:01:00.0", ["a#b"])
+    with pytest.raises(CniError) as e:
+        device.netdev_for_pci("0000:01:00.0")
+    assert not isinstance(e.value, NotOnNode)
+    assert "'a#b'" in e.value.msg and "cannot be handled safely" in e.value.msg
 
 
 def test_userspace_driver_is_refused(sysfs):
@@ -64,8 +72,17 @@ def test_userspace_driver_is_refused(sysfs):
     assert "vfio-pci" in e.value.msg
 
 
-def test_name_selection_and_nothing_selected():
-    assert device.resolve("", "fabric0").key == "name:fabric0"
+def test_name_selection_takes_pci_nics_only(sysfs):
+    make(sysfs, "0000:01:00.0", ["ens1f0"])
+    assert device.resolve("", "ens1f0").key == "0000:01:00.0"
+    with pytest.raises(CniError) as e:
+        device.resolve("", "cali0a1b2c3d4e")  # another pod's veth
+    assert e.value.code == 7 and "not a PCI NIC" in e.value.msg
+    assert "allowNonPciDevices" in e.value.details
+
+
+def test_name_selection_and_nothing_selected(sysfs):
+    assert device.resolve("", "fabric0", allow_non_pci=True).key == "name:fabric0"
     with pytest.raises(CniError) as e:
         device.resolve("", "")
     assert e.value.code == 7 and "deviceID" in e.value.msg

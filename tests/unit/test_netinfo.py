@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from plugin.netinfo import LinkSnapshot, parse_snapshot
+from plugin.netinfo import LinkSnapshot, RouteEntry, parse_snapshot
 
 DATA = pathlib.Path(__file__).parent.parent / "data"
 
@@ -33,17 +33,17 @@ def test_routes_families_tables_and_what_is_restorable():
     s = snapshot()
     restorable = [r for r in s.routes if r.restorable]
     assert {(r.family, r.dst, r.table) for r in restorable} == {
-        ("inet", "10.77.0.0/16", "100"), ("inet", "default", "main"),
-        ("inet", "172.16.9.0/24", "main"), ("inet6", "2001:db8:5::/48", "main"),
-        ("inet6", "default", "200")}
-    assert all(r.protocol != "kernel" for r in restorable)
+        ("inet", "10.77.0.0/16", 100), ("inet", "default", 254),
+        ("inet", "172.16.9.0/24", 254), ("inet6", "2001:db8:5::/48", 254),
+        ("inet6", "default", 200)}
+    assert all(r.protocol != 2 for r in restorable)  # kernel
 
 
 def test_default_route_in_main_table_is_detected():
     assert snapshot().carries_default_route
     s = snapshot()
     without = LinkSnapshot(s.name, s.mac, s.mtu, s.up, s.addresses,
-                           tuple(r for r in s.routes if not (r.is_default and r.table == "main")))
+                           tuple(r for r in s.routes if not (r.is_default and r.table == 254)))
     assert not without.carries_default_route  # the IPv6 default is in table 200
 
 
@@ -59,12 +59,18 @@ def test_restore_lines_order_and_content():
     assert "address replace fd00:20::40/64 dev ens1f0 nodad" in lines
     up = lines.index("link set dev ens1f0 up")
     assert all(lines.index(x) > up for x in lines if x.startswith("route"))
-    assert "route replace 0.0.0.0/0 via 10.20.30.1 dev ens1f0 metric 100" in lines
-    assert "route replace ::/0 via fd00:20::1 dev ens1f0 table 200 metric 1024" in lines
-    assert "route replace 2001:db8:5::/48 via fd00:20::1 dev ens1f0 metric 20" in lines
-    assert not any("proto kernel" in x for x in lines)
-    assert "route replace 172.16.9.0/24 via 10.99.99.1 dev ens1f0 onlink" in lines
-    assert "route replace 10.77.0.0/16 via 10.20.30.1 dev ens1f0 table 100 proto static" in lines
+    # Tables, protocols and scopes as numbers: no /etc/iproute2 names needed to restore them.
+    assert ("route replace 0.0.0.0/0 via 10.20.30.1 dev ens1f0 table 254 proto 3 scope 0 "
+            "metric 100") in lines
+    assert ("route replace ::/0 via fd00:20::1 dev ens1f0 table 200 proto 3 scope 0 metric 1024 "
+            "pref medium") in lines
+    assert ("route replace 2001:db8:5::/48 via fd00:20::1 dev ens1f0 table 254 proto 3 scope 0 "
+            "metric 20 pref medium") in lines
+    assert not any("proto 2 " in x for x in lines)  # kernel routes come back by themselves
+    assert ("route replace 172.16.9.0/24 via 10.99.99.1 dev ens1f0 table 254 proto 3 scope 0 "
+            "onlink") in lines
+    assert ("route replace 10.77.0.0/16 via 10.20.30.1 dev ens1f0 table 100 proto 4 "
+            "scope 0") in lines
 
 
 def test_down_link_is_not_brought_up_and_same_name_is_not_renamed():
@@ -77,3 +83,34 @@ def test_down_link_is_not_brought_up_and_same_name_is_not_renamed():
 def test_snapshot_json_round_trip():
     s = snapshot()
     assert LinkSnapshot.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+def test_rfc5549_numeric_tables_metrics_and_pref_are_captured_and_restored():
+    # As `ip -j -N route show table all dev X` prints them.
+    routes = [{"dst": "10.250.0.0/24", "via": {"family": "inet6", "host": "fe80::1"},
+               "flags": []},
+              {"dst": "10.251.0.0/24", "gateway": "10.9.0.1", "table": "100", "protocol": "77",
+               "prefsrc": "10.9.0.2", "metric": 5, "flags": [],
+               "metrics": [{"mtu": 1400, "advmss": 1300}]},
+              {"dst": "fd01::/64", "gateway": "fd00::1", "metric": 1024, "flags": [],
+               "pref": "high"},
+              {"type": "2", "dst": "10.9.0.2", "table": "255", "protocol": "2", "scope": "254",
+               "flags": []}]
+    s = parse_snapshot([{"ifname": "ens1f0", "address": "02:00:00:00:00:01", "mtu": 1500,
+                         "flags": ["UP"], "addr_info": []}], routes)
+    lines = [x for x in s.restore_lines("ens1f0") if x.startswith("route")]
+    assert lines == [
+        "route replace 10.250.0.0/24 via inet6 fe80::1 dev ens1f0 table 254 proto 3 scope 0",
+        "route replace 10.251.0.0/24 via 10.9.0.1 dev ens1f0 table 100 proto 77 scope 0 "
+        "metric 5 src 10.9.0.2 mtu 1400 advmss 1300",
+        "route replace fd01::/64 via fd00::1 dev ens1f0 table 254 proto 3 scope 0 metric 1024 "
+        "pref high"]
+    assert LinkSnapshot.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+def test_records_from_before_numbers_still_load():
+    old = {"family": "inet", "dst": "10.77.0.0/16", "gateway": "10.20.30.1", "table": "main",
+           "protocol": "static", "scope": "", "metric": None, "prefsrc": "", "type": "unicast",
+           "onlink": False, "mtu": 0}
+    r = RouteEntry.from_json(old)
+    assert (r.table, r.protocol, r.scope) == (254, 4, 0)

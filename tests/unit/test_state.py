@@ -83,3 +83,93 @@ def test_record_file_is_plain_json(tmp_path):
     store.save(rec())
     obj = json.loads((tmp_path / "attachments" / "c1@net1.json").read_text())
     assert obj["snapshot"]["addresses"][0]["local"] == "10.0.0.2" and obj["format"] == 1
+
+
+# -- the state dir is ours alone (issue 10) --------------------------------------------------
+
+def test_fifo_dir_and_symlink_records_are_set_aside_without_blocking(tmp_path):
+    store = StateStore(str(tmp_path / "s"))
+    store.save(rec("good"))
+    d = tmp_path / "s" / "attachments"
+    os.mkfifo(d / "fifo@net1.json")
+    (d / "dir@net1.json").mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("{}")
+    os.symlink(victim, d / "link@net1.json")
+    assert [r.container_id for r in store.records()] == ["good"]
+    assert sorted(n.split("@")[0] for n in os.listdir(d) if ".corrupt." in n) == \
+        ["dir", "fifo", "link"]
+    assert victim.read_text() == "{}"
+
+
+def test_an_index_pointing_outside_is_set_aside_never_followed(tmp_path):
+    store = StateStore(str(tmp_path / "s"))
+    store.save(rec())
+    victim = tmp_path / "victim.json"
+    victim.write_text(json.dumps(rec("x").to_json()))
+    index = tmp_path / "s" / "devices" / "0000:01:00.0"
+    index.unlink()
+    os.symlink(victim, index)
+    assert store.holder_of("0000:01:00.0") is None
+    assert victim.exists() and not index.exists()
+
+
+def test_a_record_naming_another_attachment_is_corrupt(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.save(rec("a"))
+    d = tmp_path / "attachments"
+    os.rename(d / "a@net1.json", d / "b@net1.json")
+    assert store.load("b", "net1") is None
+    assert any(n.startswith("b@net1.json.corrupt.") for n in os.listdir(d))
+
+
+def test_long_container_ids_get_short_file_names_and_round_trip(tmp_path):
+    store = StateStore(str(tmp_path))
+    long_id = "a" * 255
+    r = rec(long_id)
+    store.save(r)
+    name, = os.listdir(tmp_path / "attachments")
+    assert len(name.encode()) <= 255 and "~" in name
+    assert store.load(long_id, "net1") == r
+    assert store.load("a" * 254, "net1") is None
+    assert store.holder_of("0000:01:00.0") == r
+    store.remove(r)
+    assert os.listdir(tmp_path / "attachments") == []
+
+
+@pytest.mark.parametrize("bad", ["symlink", "file"])
+def test_a_state_dir_or_subdir_that_is_not_a_real_dir_is_refused(tmp_path, bad):
+    real = tmp_path / "real"
+    real.mkdir()
+    root = tmp_path / "s"
+    root.mkdir()
+    if bad == "symlink":
+        os.symlink(real, root / "attachments")
+    else:
+        (root / "attachments").write_text("")
+    with pytest.raises(CniError) as e:
+        StateStore(str(root)).save(rec())
+    assert e.value.code == 5 and "attachments" in e.value.msg
+    assert os.listdir(real) == []
+
+
+def test_only_the_root_is_tightened(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    root = tmp_path / "s"
+    root.mkdir()
+    os.chmod(root, 0o755)
+    StateStore(str(root)).save(rec())
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o755  # nothing above it is chmod'ed
+
+
+@pytest.mark.parametrize("field,value", [
+    ("ifname", "net1\nlink del dev x"), ("deviceKey", "../../etc"), ("phase", "gone"),
+    ("netns", "relative/path"), ("containerID", "a b"), ("netnsID", "1:2; x"),
+    ("created", "yesterday"), ("format", 2)])
+def test_record_fields_are_validated(field, value):
+    obj = rec().to_json()
+    obj[field] = value
+    with pytest.raises(ValueError) as e:
+        Record.from_json(obj)
+    assert field in str(e.value) or "format" in str(e.value)

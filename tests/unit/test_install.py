@@ -1,0 +1,82 @@
+"""The installer (container/install.py) on a fake bundle: the entry runs from any node dir,
+is verified by exec through the CNI bin dir's link, leaves no temp names on failure, and the
+node policy is validated and written atomically."""
+
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "container"))
+import freeze  # noqa: E402
+import install  # noqa: E402
+
+ANSWER = ("import json, sys\n"
+          "print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['1.0.0', '1.1.0'],"
+          " 'argv0': sys.argv[0]}))\n")
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    b = tmp_path / "bundle"
+    (b / "bin").mkdir(parents=True)
+    os.symlink(os.path.realpath(sys.executable), b / "bin" / "python3")
+    (b / "bin" / "amd-host-device").write_text(freeze.STUB + ANSWER)
+    (b / "bin" / "amd-host-device").chmod(0o755)
+    (b / "MANIFEST").write_text("version=9.9.9\ndigest=0123456789abcdef\n")
+    return b
+
+
+def leftovers(d):
+    return [n for n in os.listdir(d) if ".tmp" in n or ".link-" in n or ".probe" in n]
+
+
+@pytest.mark.parametrize("dirname", ["opt cni bin", "x" * 200])
+def test_any_node_dir_works_spaces_and_length_included(bundle, tmp_path, dirname):
+    host = tmp_path / dirname
+    host.mkdir()
+    assert install.install_bundle(str(bundle), str(host)) is True
+    link = host / "amd-host-device"
+    assert json.loads(install.verify(str(link)))["supportedVersions"][-1] == "1.1.0"
+    assert leftovers(host) == []
+    assert install.install_bundle(str(bundle), str(host)) is False  # idempotent
+
+
+def test_a_directory_in_place_of_the_entry_is_refused_without_leftovers(bundle, tmp_path):
+    host = tmp_path / "bin"
+    (host / "amd-host-device").mkdir(parents=True)
+    with pytest.raises(install.InstallError) as e:
+        install.install_bundle(str(bundle), str(host))
+    assert "is a directory" in str(e.value)
+    assert leftovers(host) == []
+
+
+def test_an_entry_that_cannot_start_is_never_linked(bundle, tmp_path):
+    host = tmp_path / "bin"
+    host.mkdir()
+    (bundle / "bin" / "python3").unlink()  # the bundle's interpreter is missing
+    os.symlink("/nonexistent/python3", bundle / "bin" / "python3")
+    with pytest.raises(install.InstallError):
+        install.install_bundle(str(bundle), str(host))
+    assert os.listdir(host) == []
+
+
+def test_policy_is_validated_and_written_atomically(tmp_path):
+    src = tmp_path / "cm" / "amd-host-device.conf"
+    src.parent.mkdir()
+    src.write_text(json.dumps({"stateDir": "/var/lib/cni/amd-host-device",
+                               "allowNonPciDevices": True}))
+    dest = tmp_path / "net.d" / "amd-host-device.d"
+    assert install.install_policy(str(src), str(dest)) is True
+    assert json.loads((dest / "amd-host-device.conf").read_text())["allowNonPciDevices"] is True
+    assert install.install_policy(str(src), str(dest)) is False
+    src.write_text(json.dumps({"stateDir": "relative", "typo": 1}))
+    with pytest.raises(install.InstallError) as e:
+        install.install_policy(str(src), str(dest))
+    assert "node policy" in str(e.value)
+    assert json.loads((dest / "amd-host-device.conf").read_text())["allowNonPciDevices"] is True
+    assert leftovers(dest) == []
+    assert install.install_policy(str(tmp_path / "absent"), str(dest)) is False

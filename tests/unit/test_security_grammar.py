@@ -1,0 +1,46 @@
+"""The grammar the trust-boundary property checks `ip` against accepts the plugin's own lines
+and nothing else; a checker that accepted anything would prove nothing."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "security"))
+from grammar import Bad, batch_line, log_line
+
+from plugin.netinfo import parse_snapshot
+
+DATA = pathlib.Path(__file__).parent.parent / "data"
+
+
+def test_every_restore_line_of_the_recorded_snapshot_parses():
+    s = parse_snapshot(json.loads((DATA / "addr_show.json").read_text()),
+                       json.loads((DATA / "route_show_table_all.json").read_text()))
+    for line in s.restore_lines("net1", "02:00:00:00:00:01"):
+        batch_line(line)
+
+
+@pytest.mark.parametrize("line", [
+    "netns exec pod /usr/bin/touch /tmp/x",
+    "link set dev ens1f0 up extra",
+    "address replace 10.0.0.1/24 dev ens1f0\nnetns exec p true",
+    "route replace 10.0.0.0/24 via 10.0.0.1 dev ens1f0",  # no table/proto/scope: not ours
+    "link set dev a;b up",
+    "link del dev ens1f0",
+])
+def test_anything_else_is_a_violation(line):
+    with pytest.raises(Bad):
+        batch_line(line)
+
+
+def test_argv_forms():
+    log_line("A ip -n pod1 -j link show")
+    log_line("A ip -j -d -N -batch -")
+    log_line("L link set dev net1 alias ens1f0")
+    with pytest.raises(Bad):
+        log_line("A ip -j -force link show")
+    log_line("A nsenter --net=/proc/1/ns/net ip -j link show")
+    with pytest.raises(Bad):
+        log_line("A ip netns exec x touch y")
