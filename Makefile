@@ -54,13 +54,14 @@ test: setup lint
 	$(VENV)/bin/pytest -q tests/unit tests/property tests/integration $(PYTEST_ARGS)
 	$(MAKE) e2e test-image test-installed e2e-podman
 
-# Our wheel plus pinned sh and tenacity: the image build installs these offline.
+# Our wheel plus pinned sh, tenacity and prometheus_client: the image build installs these offline.
 wheels: setup
 	rm -rf build/wheels && mkdir -p build/wheels
 	$(VPY) -m pip wheel -q --no-deps -w build/wheels .
 	$(VPY) -m pip download -q --no-deps -d build/wheels \
 	  "sh==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("sh"))')" \
-	  "tenacity==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("tenacity"))')"
+	  "tenacity==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("tenacity"))')" \
+	  "prometheus_client==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("prometheus_client"))')"
 
 # The frozen bundle, built on this machine (what the image ships, for benchmarks).
 bundle: wheels

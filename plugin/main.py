@@ -99,6 +99,10 @@ def main() -> int:
         from plugin import release
 
         return release.reconcile_main(sys.argv[2:])
+    if sys.argv[1:2] == ["daemon"]:
+        from plugin import daemon
+
+        return daemon.main(sys.argv[2:])
     command = os.environ.get("CNI_COMMAND", "")
     try:
         stdin = sys.stdin.buffer.read()
@@ -108,20 +112,37 @@ def main() -> int:
     if command == "VERSION":
         _answer_version(stdin)
         return 0
+    # Thick mode: a resident daemon on this node serves the request when it takes it; when
+    # there is none (or it is down), the request runs here, in process.
+    from plugin import shim
+
+    forwarded = shim.forward(os.environ, stdin)
+    if isinstance(forwarded, CniError):
+        _log_failure(f"{forwarded.msg} (code {forwarded.code})")
+        _reply(forwarded.to_dict(_error_version(stdin)))
+        return 1
+    if forwarded is not None:
+        sys.stdout.buffer.write(forwarded[1])
+        return forwarded[0]
+    code, reply = answer(command, stdin)
+    if reply is not None:
+        _reply(reply)
+    return code
+
+
+def answer(command: str, stdin: bytes) -> tuple[int, dict[str, object] | None]:
+    """Run one request: (exit code, the object for stdout). The daemon's children call this
+    too: one code path, two transports."""
     try:
         result = _profiled(command, stdin)
     except CniError as e:
         _log_failure(f"{e.msg} (code {e.code})")
-        _reply(e.to_dict(_error_version(stdin)))
-        return 1
+        return 1, e.to_dict(_error_version(stdin))
     except Exception as e:  # a bug: still an error object, and one log line to find it by
         _log_failure(f"internal error: {type(e).__name__}: {e}")
-        _reply(CniError(INTERNAL, f"internal error: {type(e).__name__}",
-                        str(e)[:300]).to_dict(_error_version(stdin)))
-        return 1
-    if result is not None:
-        _reply(result)
-    return 0
+        return 1, CniError(INTERNAL, f"internal error: {type(e).__name__}",
+                           str(e)[:300]).to_dict(_error_version(stdin))
+    return 0, result
 
 
 def _profiled(command: str, stdin: bytes) -> dict[str, object] | None:

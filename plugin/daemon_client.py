@@ -1,0 +1,20 @@
+"""Asking the daemon whether it serves: the readiness probe and operator tools use this."""
+
+from __future__ import annotations
+
+import json
+
+from plugin import shim
+
+
+def ping(path: str, timeout: float = 2.0) -> bool:
+    """True if a daemon accepted a connection on `path` and answered a PING through a forked
+    child (the whole request path but the handlers)."""
+    try:
+        with shim.connect(path, timeout) as sock:
+            shim.send_frame(sock, json.dumps({"op": "PING"}).encode())
+            shim.send_frame(sock, b"")
+            reply = json.loads(shim.recv_frame(sock))
+    except (OSError, shim.Lost, ValueError):
+        return False
+    return isinstance(reply, dict) and reply.get("pong") is True

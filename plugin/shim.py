@@ -1,0 +1,130 @@
+"""The thin side of thick mode: hand the request to the node's resident daemon, if it takes it.
+
+Wire (unix stream socket; a frame is a 4-byte big-endian length and that many bytes):
+    shim   -> daemon  frame(JSON {"op": "CNI", "env": {...}}), frame(stdin)
+    daemon -> shim    b"A"  (a forked child holds the request and will run it when told)
+    shim   -> daemon  b"G"  (the shim is committed: from here on it never falls back)
+    daemon -> shim    frame(JSON {"code": exit code}), frame(stdout bytes)
+    PING: frame(JSON {"op": "PING"}), frame(b"") -> frame(JSON {"pong": true, ...})
+
+Until the shim has sent "G", nothing has run: no socket, a refused or dropped connection, a
+daemon that shuts down or is too slow to answer all mean the request runs in process. After
+"G", a daemon that dies gives code 11: the per-device lock and the write-ahead record make
+the runtime's retry (and DEL) safe, while running it here too could race the dying child.
+
+Imports only what forwarding needs: this runs at every pod start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from collections.abc import Mapping
+
+from plugin.errors import TRY_AGAIN_LATER, CniError
+
+# Same names and defaults as plugin.policy (a unit test keeps them equal); importing policy
+# here would cost its dataclass on every request.
+SOCKET_ENV = "AMD_HOST_DEVICE_SOCKET"
+POLICY_ENV = "AMD_HOST_DEVICE_NODE_CONFIG"
+DEFAULT_SOCKET = "/run/amd-host-device/daemon.sock"
+DEFAULT_POLICY = "/etc/cni/net.d/amd-host-device.d/amd-host-device.conf"
+# What the shim forwards: the runtime's CNI_* and our own overrides. Nothing else (not PATH:
+# the daemon runs its own ip and nsenter). The caller is root on the node (the daemon checks),
+# so these are the values it could give the in-process plugin anyway.
+FORWARDED_PREFIXES = ("CNI_", "AMD_HOST_DEVICE_")
+ACCEPT_SECONDS = 5.0     # connect + the daemon's "A": a healthy daemon forks in milliseconds
+RESULT_SECONDS = 300.0   # > the plugin's own bounds (lock 20 s, delegate 60 s, retries)
+MAX_FRAME = 16 * 1024 * 1024
+ACCEPTED, GO = b"A", b"G"
+
+
+class Lost(Exception):
+    """The connection ended (or timed out) before a whole frame arrived."""
+
+
+def send_frame(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(struct.pack(">I", len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise Lost(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame(sock: socket.socket) -> bytes:
+    (size,) = struct.unpack(">I", _recv_exact(sock, 4))
+    if size > MAX_FRAME:
+        raise Lost(f"frame of {size} bytes")
+    return _recv_exact(sock, size)
+
+
+def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}
+
+
+def socket_path(environ: Mapping[str, str]) -> str | None:
+    """The env override, else the node policy's `socket`, else the default. None when the
+    setting is unusable: the in-process path then reports it as the policy error it is."""
+    value = environ.get(SOCKET_ENV, "")
+    if value:
+        ok = os.path.isabs(value) and "\0" not in value and ".." not in value.split("/")
+        return value if ok else None
+    policy_file = environ.get(POLICY_ENV) or DEFAULT_POLICY
+    if not os.path.exists(policy_file):
+        return DEFAULT_SOCKET
+    from plugin import policy
+
+    try:
+        return policy.load(environ).socket
+    except CniError:
+        return None
+
+
+def connect(path: str, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def forward(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes] | CniError | None:
+    """(exit code, stdout) from the daemon; a CniError (code 11) if it took the request and
+    then died; None if it did not take it (run in process)."""
+    path = socket_path(environ)
+    if path is None:
+        return None
+    header = json.dumps({"op": "CNI", "env": forwarded_env(environ)}).encode()
+    try:
+        sock = connect(path, ACCEPT_SECONDS)
+    except OSError:
+        return None   # no socket, no listener, not a socket: no daemon here
+    with sock:
+        try:
+            send_frame(sock, header)
+            send_frame(sock, stdin)
+            if sock.recv(1) != ACCEPTED:
+                return None   # refused, or shutting down: it ran nothing
+            sock.sendall(GO)
+        except OSError:
+            return None
+        sock.settimeout(RESULT_SECONDS)
+        try:
+            reply = json.loads(recv_frame(sock))
+            out = recv_frame(sock)
+            return int(reply["code"]), out
+        except (OSError, Lost, ValueError, KeyError, TypeError) as e:
+            why = "did not answer in time" if isinstance(e, TimeoutError) else "died mid-request"
+            return CniError(TRY_AGAIN_LATER, f"the amd-host-device daemon {why}",
+                            f"{path}: {e}; the request may have been partly done: retry, or DEL")
