@@ -11,10 +11,15 @@ def ping(path: str, timeout: float = 2.0) -> bool:
     """True if a daemon accepted a connection on `path` and answered a PING through a forked
     child (the whole request path but the handlers)."""
     try:
-        with shim.connect(path, timeout) as sock:
-            shim.send_frame(sock, json.dumps({"op": "PING"}).encode())
-            shim.send_frame(sock, b"")
-            reply = json.loads(shim.recv_frame(sock))
+        sock = shim.connect(path, timeout)
+    except OSError:
+        return False
+    try:
+        shim.send_frame(sock, json.dumps({"op": "PING"}).encode())
+        shim.send_frame(sock, b"")
+        reply = json.loads(shim.recv_frame(sock))
     except (OSError, shim.Lost, ValueError):
         return False
+    finally:
+        sock.close()
     return isinstance(reply, dict) and reply.get("pong") is True

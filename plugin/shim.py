@@ -12,15 +12,16 @@ daemon that shuts down or is too slow to answer all mean the request runs in pro
 "G", a daemon that dies gives code 11: the per-device lock and the write-ahead record make
 the runtime's retry (and DEL) safe, while running it here too could race the dying child.
 
-Imports only what forwarding needs: this runs at every pod start.
+Imports only what forwarding needs: this runs at every pod start. `_socket` is the C module
+under `socket` (0.1 ms to import instead of 2 ms: `socket` pulls in selectors and enums), and
+without a socket file nothing is imported at all.
 """
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
-import socket
-import struct
 from collections.abc import Mapping
 
 from plugin.errors import TRY_AGAIN_LATER, CniError
@@ -45,11 +46,11 @@ class Lost(Exception):
     """The connection ended (or timed out) before a whole frame arrived."""
 
 
-def send_frame(sock: socket.socket, data: bytes) -> None:
-    sock.sendall(struct.pack(">I", len(data)) + data)
+def send_frame(sock: _socket.socket, data: bytes) -> None:
+    sock.sendall(len(data).to_bytes(4, "big") + data)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def _recv_exact(sock: _socket.socket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -59,8 +60,8 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def recv_frame(sock: socket.socket) -> bytes:
-    (size,) = struct.unpack(">I", _recv_exact(sock, 4))
+def recv_frame(sock: _socket.socket) -> bytes:
+    size = int.from_bytes(_recv_exact(sock, 4), "big")
     if size > MAX_FRAME:
         raise Lost(f"frame of {size} bytes")
     return _recv_exact(sock, size)
@@ -88,29 +89,29 @@ def socket_path(environ: Mapping[str, str]) -> str | None:
         return None
 
 
-def connect(path: str, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def connect(path: str, timeout: float) -> _socket.socket:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock   # a bare _socket.socket: no `with`, close() it
 
 
 def forward(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes] | CniError | None:
     """(exit code, stdout) from the daemon; a CniError (code 11) if it took the request and
     then died; None if it did not take it (run in process)."""
     path = socket_path(environ)
-    if path is None:
+    if path is None or not os.path.exists(path):
         return None
     header = json.dumps({"op": "CNI", "env": forwarded_env(environ)}).encode()
     try:
         sock = connect(path, ACCEPT_SECONDS)
     except OSError:
         return None   # no socket, no listener, not a socket: no daemon here
-    with sock:
+    try:
         try:
             send_frame(sock, header)
             send_frame(sock, stdin)
@@ -128,3 +129,5 @@ def forward(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes] | Cni
             why = "did not answer in time" if isinstance(e, TimeoutError) else "died mid-request"
             return CniError(TRY_AGAIN_LATER, f"the amd-host-device daemon {why}",
                             f"{path}: {e}; the request may have been partly done: retry, or DEL")
+    finally:
+        sock.close()

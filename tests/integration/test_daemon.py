@@ -231,3 +231,32 @@ def test_sigterm_past_the_grace_period_rolls_the_request_back(node, pod, gate):
     assert "sending SIGTERM" in node.daemon_log()
     assert node_state(node) == before
     whole(node, nic)
+
+
+def _scrape(node, port):
+    out = subprocess.run(["ip", "netns", "exec", node.node, "/usr/bin/python3", "-I", "-c",
+                          "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+                          f"'http://127.0.0.1:{port}/metrics', timeout=10).read().decode())"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_metrics_on_the_policy_port(node, pod):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]   # free here; the daemon binds it in the node's netns
+    node.write_policy(metricsPort=port)
+    node.start_daemon("--reconcile-interval", "3600")
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    assert "amd_host_device_attachments 1.0" in _scrape(node, port)
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    want = ['amd_host_device_operations_total{command="ADD",result="ok"} 1.0',
+            'amd_host_device_operations_total{command="DEL",result="ok"} 1.0',
+            'amd_host_device_operation_seconds_count{command="DEL"} 1.0',
+            "amd_host_device_attachments 0.0", "amd_host_device_reconcile_released_total 0.0"]
+    deadline = time.monotonic() + 30
+    while not all(w in (text := _scrape(node, port)) for w in want):
+        assert time.monotonic() < deadline, text   # children report asynchronously
+        time.sleep(0.05)
+    assert node.stop_daemon() == 0
