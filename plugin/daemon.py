@@ -84,7 +84,9 @@ class _Request(socketserver.BaseRequestHandler):
             stdin = shim.recv_frame(conn)
         except (OSError, shim.Lost, ValueError):
             return
-        op = header.get("op") if isinstance(header, dict) else None
+        if not isinstance(header, dict) or header.get("v") != shim.WIRE_VERSION:
+            return   # another wire version (mid-upgrade): the shim runs it in process
+        op = header.get("op")
         if op == "PING":
             shim.send_frame(conn, json.dumps({"pong": True, "pid": os.getppid()}).encode())
             return

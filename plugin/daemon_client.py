@@ -15,7 +15,7 @@ def ping(path: str, timeout: float = 2.0) -> bool:
     except OSError:
         return False
     try:
-        shim.send_frame(sock, json.dumps({"op": "PING"}).encode())
+        shim.send_frame(sock, json.dumps({"v": shim.WIRE_VERSION, "op": "PING"}).encode())
         shim.send_frame(sock, b"")
         reply = json.loads(shim.recv_frame(sock))
     except (OSError, shim.Lost, ValueError):

@@ -1,11 +1,13 @@
 """The thin side of thick mode: hand the request to the node's resident daemon, if it takes it.
 
 Wire (unix stream socket; a frame is a 4-byte big-endian length and that many bytes):
-    shim   -> daemon  frame(JSON {"op": "CNI", "env": {...}}), frame(stdin)
+    shim   -> daemon  frame(JSON {"v": 1, "op": "CNI", "env": {...}}), frame(stdin)
     daemon -> shim    b"A"  (a forked child holds the request and will run it when told)
     shim   -> daemon  b"G"  (the shim is committed: from here on it never falls back)
     daemon -> shim    frame(JSON {"code": exit code}), frame(stdout bytes)
-    PING: frame(JSON {"op": "PING"}), frame(b"") -> frame(JSON {"pong": true, ...})
+    PING: frame(JSON {"v": 1, "op": "PING"}), frame(b"") -> frame(JSON {"pong": true, ...})
+A daemon that does not speak the shim's "v" closes without "A" (a rolling upgrade may pair a
+new shim with an old daemon for a moment): the request runs in process.
 
 Until the shim has sent "G", nothing has run: no socket, a refused or dropped connection, a
 daemon that shuts down or is too slow to answer all mean the request runs in process. After
@@ -40,6 +42,7 @@ ACCEPT_SECONDS = 5.0     # connect + the daemon's "A": a healthy daemon forks in
 RESULT_SECONDS = 300.0   # > the plugin's own bounds (lock 20 s, delegate 60 s, retries)
 MAX_FRAME = 16 * 1024 * 1024
 ACCEPTED, GO = b"A", b"G"
+WIRE_VERSION = 1
 
 
 class Lost(Exception):
@@ -106,7 +109,7 @@ def forward(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes] | Cni
     path = socket_path(environ)
     if path is None or not os.path.exists(path):
         return None
-    header = json.dumps({"op": "CNI", "env": forwarded_env(environ)}).encode()
+    header = json.dumps({"v": WIRE_VERSION, "op": "CNI", "env": forwarded_env(environ)}).encode()
     try:
         sock = connect(path, ACCEPT_SECONDS)
     except OSError:

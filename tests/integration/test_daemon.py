@@ -161,7 +161,7 @@ _RAW_PING = """
 import json, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sys.argv[1])
-h = json.dumps({"op": "PING"}).encode()
+h = json.dumps({"v": 1, "op": "PING"}).encode()
 s.sendall(struct.pack(">I", len(h)) + h + struct.pack(">I", 0))
 try:
     print(repr(s.recv(100)))
