@@ -213,9 +213,13 @@ class Daemon:
         if self.policy.metrics_port:
             from plugin import metrics
 
-            self.report_r, report_w = os.pipe()
-            os.set_blocking(self.report_r, False)
-            self.metrics = metrics.serve(self.policy.metrics_port, self.policy.state_dir)
+            try:
+                self.metrics = metrics.serve(self.policy.metrics_port, self.policy.state_dir)
+            except OSError as e:   # serving requests matters more than counting them
+                _say(f"no metrics: cannot serve port {self.policy.metrics_port}: {e}")
+            else:
+                self.report_r, report_w = os.pipe()
+                os.set_blocking(self.report_r, False)
         self.server = _listen(self.policy.socket, report_w)
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)

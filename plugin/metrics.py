@@ -86,6 +86,7 @@ class Metrics:
 
 
 def serve(port: int, state_dir: str) -> Metrics:
+    _without_tls()
     from prometheus_client import start_http_server
 
     m = Metrics(state_dir)
