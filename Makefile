@@ -110,7 +110,8 @@ probe-image: base-image
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(PROBE_IMAGE) -f hack/probe.Containerfile hack
 
 # The same suite, unchanged, against a node container: the image installs the plugin into a
-# host dir, which the node container mounts where the node would have it.
+# host dir, which the node container mounts where the node would have it. Twice: in process,
+# then with `amd-host-device daemon` running on the node (thick mode).
 e2e-podman: image probe-image
 	@host=$$(mktemp -d /var/tmp/ahd-e2e.XXXXXX); name=ahd-node-$$$$; \
 	podman run --rm --network none -v $$host:/host/opt/cni/bin $(IMAGE) \
@@ -118,7 +119,9 @@ e2e-podman: image probe-image
 	&& podman run -d --name $$name --privileged --network none -v $$host:$$host $(PROBE_IMAGE) \
 	  sleep infinity >/dev/null \
 	&& $(VENV)/bin/pytest -q tests/e2e --hosts=podman://$$name \
-	  --plugin=$$host/amd-host-device --cni-path=$$host $(PYTEST_ARGS); \
+	  --plugin=$$host/amd-host-device --cni-path=$$host $(PYTEST_ARGS) \
+	&& $(VENV)/bin/pytest -q tests/e2e --hosts=podman://$$name \
+	  --plugin=$$host/amd-host-device --cni-path=$$host --daemon $(PYTEST_ARGS); \
 	rc=$$?; podman rm -f -t 0 $$name >/dev/null 2>&1; rm -rf $$host; exit $$rc
 
 # kind (needs Docker and kind; cannot run on the development machine): see hack/kind-e2e.sh.

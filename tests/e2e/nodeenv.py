@@ -31,8 +31,11 @@ class Nic:
 
 
 class NodeEnv:
-    def __init__(self, host: Any, plugin: str, cni_path: str, tag: str = "") -> None:
+    def __init__(self, host: Any, plugin: str, cni_path: str, tag: str = "",
+                 daemon: bool = False) -> None:
         self.host = host
+        self.daemon = daemon
+        self.daemon_pid = 0
         self.plugin = plugin
         self.cni_path = cni_path
         self.tag = tag or f"e2e{random.randrange(10**5)}"
@@ -42,6 +45,8 @@ class NodeEnv:
         self.root = f"/var/tmp/{self.tag}"
         self.sysfs = f"{self.root}/sys"
         self.state_dir = f"{self.root}/state"
+        # Thick mode's socket: only a daemon this suite starts (--daemon) listens there.
+        self.socket = f"{self.root}/run/daemon.sock"
         self.nics: list[Nic] = []
         self.pods: list[str] = []
         self.subnet = random.randrange(1, 250)
@@ -67,7 +72,46 @@ class NodeEnv:
         self.run(f"ip -n {self.tor} link set lo up")
         for i in range(1, nics + 1):
             self.add_nic(i)
+        if self.daemon:
+            self.start_daemon()
         return self
+
+    def _env(self) -> dict[str, str]:
+        return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "CNI_PATH": self.cni_path, "AMD_HOST_DEVICE_SYSFS": self.sysfs,
+                "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
+                "AMD_HOST_DEVICE_NODE_CONFIG": f"{self.root}/amd-host-device.conf",
+                "AMD_HOST_DEVICE_SOCKET": self.socket}
+
+    def start_daemon(self) -> None:
+        """`amd-host-device daemon` in the background on the node, as the DaemonSet runs it;
+        ready once it answers a ping."""
+        argv = " ".join(shlex.quote(f"{k}={v}") for k, v in self._env().items())
+        background = (f"{self.on_node('')}env -i {argv} {shlex.quote(self.plugin)} daemon "
+                      f"--reconcile-interval 0 >>{self.root}/daemon.log 2>&1 </dev/null & echo $!")
+        out = self.run(f"sh -c {shlex.quote(background)}", in_node=False)
+        self.daemon_pid = int(out.stdout.strip())
+        ping = f"env -i {argv} {shlex.quote(self.plugin)} daemon --ping"
+        for _ in range(600):
+            if self.run(ping, check=False).rc == 0:
+                return
+            self.run("sleep 0.1", in_node=False)
+        raise RuntimeError(f"the daemon did not come up: {self.daemon_log()[-2000:]}")
+
+    def stop_daemon(self) -> None:
+        """SIGTERM by PID; wait for it to exit (it removes its socket)."""
+        if not self.daemon_pid:
+            return
+        pid, self.daemon_pid = self.daemon_pid, 0
+        self.run(f"kill -TERM {pid}", check=False, in_node=False)
+        for _ in range(600):
+            if self.run(f"kill -0 {pid}", check=False, in_node=False).rc != 0:
+                return
+            self.run("sleep 0.1", in_node=False)
+        self.run(f"kill -KILL {pid}", check=False, in_node=False)
+
+    def daemon_log(self) -> str:
+        return str(self.run(f"cat {self.root}/daemon.log", check=False, in_node=False).stdout)
 
     def add_nic(self, i: int) -> Nic:
         s = self.subnet
@@ -90,6 +134,7 @@ class NodeEnv:
         return f"/var/run/netns/{name}"
 
     def teardown(self) -> None:
+        self.stop_daemon()
         for pod in self.pods:
             self.run(f"ip netns del {pod}", check=False, in_node=False)
         for nic in self.nics:
@@ -104,10 +149,7 @@ class NodeEnv:
             netns: str = "", ifname: str = "", plugin: str = "",
             extra_env: dict[str, str] | None = None, cni_path: str = "",
             timeout: float = 0) -> CniCall:
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "CNI_COMMAND": command, "CNI_PATH": cni_path or self.cni_path,
-               "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
-               "AMD_HOST_DEVICE_NODE_CONFIG": f"{self.root}/amd-host-device.conf"}
+        env = {**self._env(), "CNI_COMMAND": command, "CNI_PATH": cni_path or self.cni_path}
         for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns),
                            ("CNI_IFNAME", ifname)):
             if value:
