@@ -54,18 +54,6 @@ def peer_uid(conn: socket.socket) -> int:
     return int(uid)
 
 
-def _valid_env(obj: Any) -> dict[str, str] | None:
-    if not isinstance(obj, dict):
-        return None
-    env = {}
-    for k, v in obj.items():
-        if not (isinstance(k, str) and isinstance(v, str) and k.startswith(shim.FORWARDED_PREFIXES)
-                and "=" not in k and "\0" not in k + v):
-            return None
-        env[k] = v
-    return env
-
-
 class _Request(socketserver.BaseRequestHandler):
     """Runs in the forked child, for one connection."""
 
@@ -80,17 +68,17 @@ class _Request(socketserver.BaseRequestHandler):
         conn: socket.socket = self.request
         conn.settimeout(CHILD_READ_SECONDS)
         try:
-            header = json.loads(shim.recv_frame(conn))
+            op, _, version = shim.recv_frame(conn).partition(b" ")
+            env_data = shim.recv_frame(conn)
             stdin = shim.recv_frame(conn)
-        except (OSError, shim.Lost, ValueError):
+        except (OSError, shim.Lost):
             return
-        if not isinstance(header, dict) or header.get("v") != shim.WIRE_VERSION:
+        if version != shim.WIRE_VERSION:
             return   # another wire version (mid-upgrade): the shim runs it in process
-        op = header.get("op")
-        if op == "PING":
-            shim.send_frame(conn, json.dumps({"pong": True, "pid": os.getppid()}).encode())
+        if op == shim.PING:
+            shim.send_frame(conn, shim.PONG + b" " + str(os.getppid()).encode())
             return
-        env = _valid_env(header.get("env")) if op == "CNI" else None
+        env = shim.decode_env(env_data) if op == shim.CNI else None
         if env is None:
             return   # not our protocol: the shim falls back, nothing ran
         try:
@@ -120,7 +108,7 @@ class _Request(socketserver.BaseRequestHandler):
         done.set()
         out = (json.dumps(reply) + "\n").encode() if reply is not None else b""
         with contextlib.suppress(OSError):
-            shim.send_frame(conn, json.dumps({"code": code}).encode())
+            shim.send_frame(conn, str(code).encode())
             shim.send_frame(conn, out)
         self.server.report({"op": command, "code": code, "result": _result(code, reply),
                             "seconds": time.monotonic() - started})

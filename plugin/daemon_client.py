@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from plugin import shim
 
 
@@ -15,11 +13,10 @@ def ping(path: str, timeout: float = 2.0) -> bool:
     except OSError:
         return False
     try:
-        shim.send_frame(sock, json.dumps({"v": shim.WIRE_VERSION, "op": "PING"}).encode())
-        shim.send_frame(sock, b"")
-        reply = json.loads(shim.recv_frame(sock))
-    except (OSError, shim.Lost, ValueError):
+        shim.request(sock, shim.PING)
+        reply = shim.recv_frame(sock)
+    except (OSError, shim.Lost):
         return False
     finally:
         sock.close()
-    return isinstance(reply, dict) and reply.get("pong") is True
+    return reply.startswith(shim.PONG + b" ")

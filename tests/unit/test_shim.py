@@ -23,6 +23,14 @@ def test_only_the_cni_env_and_our_overrides_are_forwarded():
     assert shim.forwarded_env(env) == {"CNI_COMMAND": "ADD", "AMD_HOST_DEVICE_STATE_DIR": "/s"}
 
 
+def test_env_encoding_round_trips_and_refuses_what_a_shim_never_sends():
+    env = {"CNI_ARGS": "A=1;B=x=y", "CNI_NETNS": "/var/run/netns/p", "AMD_HOST_DEVICE_X": ""}
+    assert shim.decode_env(shim.encode_env(env)) == env
+    assert shim.decode_env(b"") == {}
+    assert shim.decode_env(b"CNI_COMMAND=ADD\0LD_PRELOAD=/x.so") is None
+    assert shim.decode_env(b"CNI_COMMAND") is None
+
+
 def test_socket_path_env_then_policy_file_then_default(tmp_path):
     conf = tmp_path / "p.conf"
     base = {shim.POLICY_ENV: str(conf)}
@@ -49,9 +57,10 @@ def _fake_daemon(path, behaviour):
     def serve():
         conn, _ = server.accept()
         with conn:
-            header = json.loads(shim.recv_frame(conn))
+            header = shim.recv_frame(conn)
+            env = shim.decode_env(shim.recv_frame(conn))
             shim.recv_frame(conn)
-            behaviour(conn, header)
+            behaviour(conn, {"op": header, "env": env})
         server.close()
     t = threading.Thread(target=serve, daemon=True)
     t.start()
@@ -77,7 +86,7 @@ def test_a_daemon_that_dies_after_accepting_gives_code_11(tmp_path):
     got = shim.forward({shim.SOCKET_ENV: path, "CNI_COMMAND": "ADD", "HOME": "/root"}, b"{}")
     t.join()
     assert isinstance(got, CniError) and got.code == TRY_AGAIN_LATER
-    assert seen["env"] == {shim.SOCKET_ENV: path, "CNI_COMMAND": "ADD"}
+    assert seen == {"op": b"CNI 1", "env": {shim.SOCKET_ENV: path, "CNI_COMMAND": "ADD"}}
 
 
 def test_the_daemons_answer_is_relayed(tmp_path):
@@ -86,7 +95,7 @@ def test_the_daemons_answer_is_relayed(tmp_path):
     def answer(conn, header):
         conn.sendall(shim.ACCEPTED)
         assert conn.recv(1) == shim.GO
-        shim.send_frame(conn, b'{"code": 7}')
+        shim.send_frame(conn, b"7")
         shim.send_frame(conn, b'{"code": 7, "msg": "x"}\n')
     t = _fake_daemon(path, answer)
     assert shim.forward({shim.SOCKET_ENV: path, "CNI_COMMAND": "DEL"}, b"{}") == \
