@@ -17,7 +17,6 @@ def node(host, request):
     try:
         yield env.setup(nics=2)
         if env.daemon:   # it served the test's calls and is still up
-            assert env.run(f"kill -0 {env.daemon_pid}", check=False, in_node=False).rc == 0, \
-                env.daemon_log()[-2000:]
+            assert env.daemon_alive(), env.daemon_log()[-2000:]
     finally:
         env.teardown()

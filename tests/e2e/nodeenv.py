@@ -92,23 +92,29 @@ class NodeEnv:
         out = self.run(f"sh -c {shlex.quote(background)}", in_node=False)
         self.daemon_pid = int(out.stdout.strip())
         ping = f"env -i {argv} {shlex.quote(self.plugin)} daemon --ping"
-        for _ in range(600):
-            if self.run(ping, check=False).rc == 0:
-                return
-            self.run("sleep 0.1", in_node=False)
-        raise RuntimeError(f"the daemon did not come up: {self.daemon_log()[-2000:]}")
+        loop = f"for i in $(seq 600); do {ping} && exit 0; sleep 0.1; done; exit 1"
+        waited = self.run(f"sh -c {shlex.quote(loop)}", check=False, in_node=False)
+        if waited.rc != 0:
+            raise RuntimeError(f"the daemon did not come up: {self.daemon_log()[-2000:]}")
+
+    def _alive(self, pid: int) -> str:
+        """Shell test: the process exists and is no zombie (a node container's PID 1 may be a
+        `sleep` that reaps nobody)."""
+        return f"kill -0 {pid} 2>/dev/null && ! grep -q '^State:.*Z' /proc/{pid}/status"
+
+    def daemon_alive(self) -> bool:
+        return bool(self.daemon_pid) and self.run(
+            f"sh -c {shlex.quote(self._alive(self.daemon_pid))}", check=False,
+            in_node=False).rc == 0
 
     def stop_daemon(self) -> None:
-        """SIGTERM by PID; wait for it to exit (it removes its socket)."""
+        """SIGTERM by PID; wait for it to exit (it removes its socket); SIGKILL after 60 s."""
         if not self.daemon_pid:
             return
         pid, self.daemon_pid = self.daemon_pid, 0
-        self.run(f"kill -TERM {pid}", check=False, in_node=False)
-        for _ in range(600):
-            if self.run(f"kill -0 {pid}", check=False, in_node=False).rc != 0:
-                return
-            self.run("sleep 0.1", in_node=False)
-        self.run(f"kill -KILL {pid}", check=False, in_node=False)
+        wait = (f"kill -TERM {pid}; for i in $(seq 600); do {self._alive(pid)} || exit 0; "
+                f"sleep 0.1; done; kill -KILL {pid}")
+        self.run(f"sh -c {shlex.quote(wait)}", check=False, in_node=False)
 
     def daemon_log(self) -> str:
         return str(self.run(f"cat {self.root}/daemon.log", check=False, in_node=False).stdout)
