@@ -30,16 +30,9 @@ def _reply(obj: dict[str, object]) -> None:
 
 
 def _answer_version(stdin: bytes) -> None:
-    import json
+    from plugin.shim import version_reply
 
-    version = NEWEST
-    try:
-        asked = json.loads(stdin or b"{}").get("cniVersion")
-        if isinstance(asked, str) and asked:
-            version = asked
-    except (ValueError, AttributeError, RecursionError):
-        pass
-    _reply({"cniVersion": version, "supportedVersions": list(SUPPORTED)})
+    sys.stdout.buffer.write(version_reply(stdin, SUPPORTED))
 
 
 def _error_version(stdin: bytes) -> str:

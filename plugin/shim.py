@@ -74,6 +74,49 @@ def recv_frame(sock: _socket.socket) -> bytes:
     return _recv_exact(sock, size)
 
 
+class _ScanContext:
+    """What the C JSON scanner reads from json.JSONDecoder: the defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float   # NaN, Infinity, -Infinity, as json.loads reads them
+
+
+def _asked_version(stdin: bytes) -> str | None:
+    import _json
+
+    try:
+        text = stdin.decode("utf-8-sig").strip(" \t\n\r")   # json's own whitespace
+    except UnicodeDecodeError:
+        return None
+    if not text:
+        return None
+    try:
+        # typeshed names the context's type after the scanner; any object with its fields works
+        obj, end = _json.make_scanner(_ScanContext())(text, 0)  # type: ignore[arg-type]
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    if end != len(text) or not isinstance(obj, dict):
+        return None
+    asked = obj.get("cniVersion")
+    return asked if isinstance(asked, str) and asked else None
+
+
+def version_reply(stdin: bytes, supported: tuple[str, ...]) -> bytes:
+    """VERSION's answer, the bytes json.dumps would give, without the json package: with the
+    `re` it loads it is ~6 ms of a ~14 ms start. The C scanner and encoder under it suffice.
+    The caller's cniVersion is echoed; anything unreadable gets the newest."""
+    import _json
+
+    enc = _json.encode_basestring_ascii
+    version = _asked_version(stdin) or supported[-1]
+    return (f'{{"cniVersion": {enc(version)}, "supportedVersions": '
+            f'[{", ".join(map(enc, supported))}]}}\n').encode()
+
+
 def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}
 

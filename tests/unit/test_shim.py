@@ -5,7 +5,11 @@ import os
 import socket
 import threading
 
-from plugin import policy, shim
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plugin import CNI_VERSIONS, policy, shim
 from plugin.errors import TRY_AGAIN_LATER, CniError
 from plugin.metrics import Metrics
 
@@ -118,3 +122,39 @@ def test_metrics_count_operations_and_read_the_store(tmp_path):
     assert "amd_host_device_reconcile_released_total 2.0" in text
     assert "amd_host_device_attachments 0.0" in text
     assert "amd_host_device_orphaned_records 0.0" in text
+
+
+def _reference_version_reply(stdin):
+    """What main answered with json before: the shim's answer must be byte for byte this."""
+    version = "1.1.0"
+    try:
+        asked = json.loads(stdin or b"{}").get("cniVersion")
+        if isinstance(asked, str) and asked:
+            version = asked
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    return (json.dumps({"cniVersion": version, "supportedVersions": list(CNI_VERSIONS)})
+            + "\n").encode()
+
+
+@pytest.mark.parametrize("stdin", [
+    b"", b"{}", b'{"cniVersion": "1.1.0"}', b'{"cniVersion":"0.3.1"}', b' \n{"cniVersion": "0.4.0"} \r\n',
+    b'{"cniVersion": "9.9.9"}', b'{"cniVersion": ""}', b'{"cniVersion": 1}', b'{"cniVersion": null}',
+    b'[1, 2]', b'"1.0.0"', b"not json", b'{"cniVersion": "1.0.0"} trailing', b"{", b"   ",
+    b'{"cniVersion": "a\\"b\\u00e9\\u2028"}', b'{"cniVersion": "\\ud800"}',
+    b'\xef\xbb\xbf{"cniVersion": "1.0.0"}',
+    b'{"cniVersion": "1.0.0", "cniVersion": "0.4.0"}', b'{"x": NaN, "cniVersion": "1.0.0"}',
+    b'\xff\xfe', b'{"cniVersion": "\x01"}', b"[" * 100000 + b"]" * 100000,
+    b'{"a": {"b": [1, 2.5e3, true, false, null]}, "cniVersion": "0.3.0"}',
+])
+def test_the_shims_version_answer_is_what_json_would_say(stdin):
+    assert shim.version_reply(stdin, CNI_VERSIONS) == _reference_version_reply(stdin)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda kids: st.lists(kids) | st.dictionaries(st.text(), kids), max_leaves=8),
+       st.text())
+def test_the_shims_version_answer_matches_json_on_any_document(doc, version):
+    for obj in (doc, {"cniVersion": version, "x": doc}):
+        stdin = json.dumps(obj).encode()
+        assert shim.version_reply(stdin, CNI_VERSIONS) == _reference_version_reply(stdin)
