@@ -61,6 +61,7 @@ class _Request(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         self.server.socket.close()   # the child must not keep the listener alive
+        signal.set_wakeup_fd(-1)     # the parent's: its signals are not ours
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         from plugin import main
 
