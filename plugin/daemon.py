@@ -132,7 +132,11 @@ def _watch_peer(conn: socket.socket, done: threading.Event) -> None:
 
 
 class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
-    max_children = 512   # past this, accepting waits for a child to end
+    # Past max_children, accepting waits for a child to end, and new callers queue in the
+    # backlog (a shim not accepted within 5 s runs its request in process). 64 children are
+    # well within the pod's memory limit; a node has far fewer NICs than that.
+    max_children = 64
+    request_queue_size = 128
     block_on_close = False
 
     def __init__(self, path: str, report_fd: int) -> None:
