@@ -166,14 +166,15 @@ class SimNode:
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
         return CniCall(p.returncode, p.stdout, p.stderr)
 
-    def start_daemon(self, *args: str, plugin: str = "", wait: float = 60) -> int:
+    def start_daemon(self, *args: str, plugin: str = "", wait: float = 60,
+                     extra_env: dict[str, str] | None = None) -> int:
         """`amd-host-device daemon` inside the node netns, as the DaemonSet runs it; returns
         its PID once it answers a ping. Its log (stdout and stderr) is daemon_log()."""
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "CNI_PATH": ":".join(CNI_DIRS), "AMD_HOST_DEVICE_SYSFS": self.sysfs,
                "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
                "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path,
-               "AMD_HOST_DEVICE_SOCKET": self.socket}
+               "AMD_HOST_DEVICE_SOCKET": self.socket, **(extra_env or {})}
         argv = ["ip", "netns", "exec", self.node, "env", "-i",
                 *(f"{k}={v}" for k, v in env.items()), plugin or self.plugin, "daemon",
                 "--reconcile-interval", "0", *args]

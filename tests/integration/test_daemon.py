@@ -259,3 +259,18 @@ def test_metrics_on_the_policy_port(node, pod):
         assert time.monotonic() < deadline, text   # children report asynchronously
         time.sleep(0.05)
     assert node.stop_daemon() == 0
+
+
+def test_the_child_runs_with_the_callers_env_not_the_daemons(node, pod, tmp_path):
+    """The request's AMD_HOST_DEVICE_* and CNI_* win: the daemon's own state dir is not used."""
+    own = tmp_path / "daemon-state"
+    node.start_daemon(extra_env={"AMD_HOST_DEVICE_STATE_DIR": str(own)})
+    nic = node.nics[0]
+    call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
+    ok(call)
+    assert call.stderr == ""   # through the daemon
+    assert os.listdir(os.path.join(node.state_dir, "attachments")) == ["c1@net1.json"]
+    assert not os.path.exists(own / "attachments")
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    whole(node, nic)
+    assert node.stop_daemon() == 0
