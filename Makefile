@@ -55,13 +55,14 @@ test: setup lint
 	$(VENV)/bin/pytest -q tests/unit tests/property tests/security tests/integration $(PYTEST_ARGS)
 	$(MAKE) e2e test-image test-installed e2e-podman
 
-# Our wheel plus pinned sh and tenacity: the image build installs these offline.
+# Our wheel plus pinned sh, tenacity and prometheus_client: the image build installs these offline.
 wheels: setup
 	rm -rf build/wheels && mkdir -p build/wheels
 	$(VPY) -m pip wheel -q --no-deps -w build/wheels .
 	$(VPY) -m pip download -q --no-deps -d build/wheels \
 	  "sh==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("sh"))')" \
-	  "tenacity==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("tenacity"))')"
+	  "tenacity==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("tenacity"))')" \
+	  "prometheus_client==$$($(VPY) -c 'import importlib.metadata as m; print(m.version("prometheus_client"))')"
 
 # The frozen bundle, built on this machine (what the image ships, for benchmarks).
 bundle: wheels
@@ -113,7 +114,8 @@ probe-image: base-image
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(PROBE_IMAGE) -f hack/probe.Containerfile hack
 
 # The same suite, unchanged, against a node container: the image installs the plugin into a
-# host dir, which the node container mounts where the node would have it.
+# host dir, which the node container mounts where the node would have it. Twice: in process,
+# then with `amd-host-device daemon` running on the node (thick mode).
 e2e-podman: image probe-image
 	@host=$$(mktemp -d /var/tmp/ahd-e2e.XXXXXX); name=ahd-node-$$$$; \
 	podman run --rm --network none -v $$host:/host/opt/cni/bin $(IMAGE) \
@@ -121,7 +123,9 @@ e2e-podman: image probe-image
 	&& podman run -d --name $$name --privileged --network none -v $$host:$$host $(PROBE_IMAGE) \
 	  sleep infinity >/dev/null \
 	&& $(VENV)/bin/pytest -q tests/e2e --hosts=podman://$$name \
-	  --plugin=$$host/amd-host-device --cni-path=$$host $(PYTEST_ARGS); \
+	  --plugin=$$host/amd-host-device --cni-path=$$host $(PYTEST_ARGS) \
+	&& $(VENV)/bin/pytest -q tests/e2e --hosts=podman://$$name \
+	  --plugin=$$host/amd-host-device --cni-path=$$host --daemon $(PYTEST_ARGS); \
 	rc=$$?; podman rm -f -t 0 $$name >/dev/null 2>&1; rm -rf $$host; exit $$rc
 
 # kind (needs Docker and kind; cannot run on the development machine): see hack/kind-e2e.sh.

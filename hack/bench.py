@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """`make bench`: our shipped binary side by side with the bare host-device, on a simulated node.
 
-- Interleaved rounds (ours, bare, ours, bare, ...) of ADD, DEL and the full cycle, with the
-  same NIC, the same addresses (bare host-device gets the equivalent static IPAM config) and
-  the same pod; medians, spread (p10-p90), and the ratio ours / bare per phase.
-- Start-up (VERSION) and peak RSS of each.
-- A profile of where our ADD and DEL spend their time (AMD_HOST_DEVICE_PROFILE=1).
-- Concurrency: N NICs x M rounds of parallel ADD then parallel DEL: throughput, failures, and
-  whether any record or any address was lost.
+- Interleaved rounds (bare, in-process, daemon, bare, ...) of ADD, DEL and the full cycle, with
+  the same NIC, the same addresses (bare host-device gets the equivalent static IPAM config)
+  and the same pod; medians, spread (p10-p90), and the ratio to bare per phase. "in-process"
+  is the plugin with no daemon on the node; "daemon" is the same binary as a shim in front of
+  `amd-host-device daemon` running in the node's netns (thick mode).
+- Start-up (VERSION, answered by the shim itself) and peak RSS of each.
+- A profile of where our in-process ADD and DEL spend their time (AMD_HOST_DEVICE_PROFILE=1).
+- Concurrency through the daemon: N NICs x M rounds of parallel ADD then parallel DEL:
+  throughput, failures, and whether any record or any address was lost.
 - containerd (the kubelet's path): RunPodSandbox and StopPodSandbox over CRI with our plugin,
   interleaved with the same for a bare host-device+static conflist on the same NIC
   (hack/containerd_cri.py, the harness tests/runtime/test_containerd_cri.py uses).
@@ -71,10 +73,15 @@ def run(argv: list[str], env: dict[str, str], stdin: bytes) -> tuple[float, int,
 class Runner:
     """Runs a plugin like a runtime on the node would (we are in the node's netns)."""
 
-    def __init__(self, node: SimNode, plugin: str, profile: bool = False) -> None:
+    def __init__(self, node: SimNode, plugin: str, profile: bool = False,
+                 daemon: bool = False) -> None:
         self.node, self.plugin = node, plugin
         self.base = {"PATH": os.environ["PATH"], "CNI_PATH": "/usr/lib/cni",
-                     "AMD_HOST_DEVICE_SYSFS": node.sysfs}
+                     "AMD_HOST_DEVICE_SYSFS": node.sysfs,
+                     "AMD_HOST_DEVICE_STATE_DIR": node.state_dir,
+                     "AMD_HOST_DEVICE_NODE_CONFIG": node.policy_path,
+                     # in process: a socket path where nothing listens
+                     "AMD_HOST_DEVICE_SOCKET": node.socket if daemon else node.socket + ".none"}
         if profile:
             self.base["AMD_HOST_DEVICE_PROFILE"] = "1"
 
@@ -105,19 +112,24 @@ def restore_bare(node: SimNode, nic: Any) -> None:
     sh("ip", "link", "set", nic.name, "up")
 
 
+SIDES = ("bare", "in-process", "daemon")
+
+
 def side_by_side(node: SimNode, plugin: str, rounds: int) -> dict[str, Any]:
     nic = node.nics[0]
     pod = node.netns_path(node.add_pod())
-    ours, bare = Runner(node, plugin), Runner(node, HOST_DEVICE)
+    runners = {"bare": Runner(node, HOST_DEVICE), "in-process": Runner(node, plugin),
+               "daemon": Runner(node, plugin, daemon=True)}
     ours_conf = node.conf(nic.pci, "1.0.0")
     bare_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "host-device",
                  "device": nic.name, "ipam": {"type": "static", "addresses": [
                      {"address": nic.v4}, {"address": nic.v6}]}}
     times: dict[str, dict[str, list[float]]] = {s: {"ADD": [], "DEL": [], "cycle": []}
-                                                for s in ("ours", "bare")}
-    rss = {"ours": 0, "bare": 0}
+                                                for s in SIDES}
+    rss = dict.fromkeys(SIDES, 0)
     for i in range(rounds + 2):  # two warm-up rounds, not counted
-        for side, runner, conf in (("ours", ours, ours_conf), ("bare", bare, bare_conf)):
+        for side, runner in runners.items():
+            conf = bare_conf if side == "bare" else ours_conf
             add = runner.call("ADD", conf, f"bench{i}", pod, "net1")
             delete = runner.call("DEL", conf, f"bench{i}", pod, "net1")
             if side == "bare":
@@ -127,14 +139,14 @@ def side_by_side(node: SimNode, plugin: str, rounds: int) -> dict[str, Any]:
                 times[side]["DEL"].append(delete[0])
                 times[side]["cycle"].append(add[0] + delete[0])
                 rss[side] = max(rss[side], add[2], delete[2])
-    version = {side: stats([runner.call("VERSION", {"cniVersion": "1.0.0"})[0]
-                            for _ in range(rounds)]) for side, runner in
-               (("ours", ours), ("bare", bare))}
+    version = {side: stats([runners[side].call("VERSION", {"cniVersion": "1.0.0"})[0]
+                            for _ in range(rounds)]) for side in ("bare", "in-process")}
     result: dict[str, Any] = {"phases": {}, "version": version, "peak_rss_kib": rss}
     for phase in ("ADD", "DEL", "cycle"):
-        o, b = stats(times["ours"][phase]), stats(times["bare"][phase])
-        result["phases"][phase] = {"ours": o, "bare": b,
-                                   "ratio": round(o["median"] / b["median"], 2)}
+        row = {side: stats(times[side][phase]) for side in SIDES}
+        bare = row["bare"]["median"]
+        row["ratio"] = {side: round(row[side]["median"] / bare, 2) for side in SIDES[1:]}
+        result["phases"][phase] = row
     node.remove_pod(node.pods[-1])
     return result
 
@@ -163,8 +175,9 @@ def concurrency(plugin: str, nics: int, rounds: int) -> dict[str, Any]:
         for i in range(1, nics + 1):
             node.add_nic(i)
         pods = [node.netns_path(node.add_pod()) for _ in range((nics + 1) // 2)]
+        node.start_daemon(plugin=plugin)
         enter_netns(node.node)
-        runner = Runner(node, plugin)
+        runner = Runner(node, plugin, daemon=True)
         jobs = [(nic, f"p{i // 2}", pods[i // 2], f"net{i % 2 + 1}")
                 for i, nic in enumerate(node.nics)]
         failures, lost, latencies = 0, 0, []
@@ -189,6 +202,7 @@ def concurrency(plugin: str, nics: int, rounds: int) -> dict[str, Any]:
                 lost += sum(node.addresses(node.node, n.name) != {n.v4, n.v6} for n in node.nics)
         elapsed = time.perf_counter() - started
         enter_netns_root()
+        node.stop_daemon()
     ops = nics * rounds * 2
     return {"nics": nics, "rounds": rounds, "operations": ops, "seconds": round(elapsed, 2),
             "ops_per_second": round(ops / elapsed, 1), "failures": failures,
@@ -257,28 +271,36 @@ def enter_netns_root() -> None:
 
 def table(r: dict[str, Any]) -> str:
     s = r["side_by_side"]
-    lines = ["| phase | ours median (p10-p90) ms | bare host-device median (p10-p90) ms | ratio |",
-             "| --- | --- | --- | --- |"]
+
+    def cell(x: dict[str, float]) -> str:
+        return f"{x['median']} ({x['p10']}-{x['p90']})"
+
+    lines = ["| phase | bare host-device ms | in-process ms | ratio | daemon (thick) ms | ratio |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for phase, row in s["phases"].items():
-        o, b = row["ours"], row["bare"]
-        lines.append(f"| {phase} | {o['median']} ({o['p10']}-{o['p90']}) | {b['median']} "
-                     f"({b['p10']}-{b['p90']}) | {row['ratio']} |")
+        lines.append(f"| {phase} | {cell(row['bare'])} | {cell(row['in-process'])} | "
+                     f"{row['ratio']['in-process']} | {cell(row['daemon'])} | "
+                     f"{row['ratio']['daemon']} |")
     v = s["version"]
-    lines.append(f"| start-up (VERSION) | {v['ours']['median']} ({v['ours']['p10']}-"
-                 f"{v['ours']['p90']}) | {v['bare']['median']} | "
-                 f"{round(v['ours']['median'] / v['bare']['median'], 1)} |")
-    lines.append(f"| peak RSS | {s['peak_rss_kib']['ours'] // 1024} MiB | "
-                 f"{s['peak_rss_kib']['bare'] // 1024} MiB | |")
-    lines += ["", "Where the time goes (medians, ms):", "",
+    lines.append(f"| start-up (VERSION) | {cell(v['bare'])} | {cell(v['in-process'])} | "
+                 f"{round(v['in-process']['median'] / v['bare']['median'], 1)} | "
+                 "(the shim answers VERSION itself) | |")
+    rss = s["peak_rss_kib"]
+    lines.append(f"| peak RSS of the process the runtime runs | {rss['bare'] // 1024} MiB | "
+                 f"{rss['in-process'] // 1024} MiB | | {rss['daemon'] // 1024} MiB (shim) | |")
+    lines.append("")
+    lines.append("Medians (p10-p90) over interleaved rounds; ratio = median / bare median.")
+    lines += ["", "Where the in-process time goes (medians, ms):", "",
               "| bucket | ADD | DEL |", "| --- | --- | --- |"]
     p = r["profile"]
     keys = list(dict.fromkeys([*p["ADD"], *p["DEL"]]))
     for key in keys:
         lines.append(f"| {key} | {p['ADD'].get(key, '')} | {p['DEL'].get(key, '')} |")
     c = r["concurrency"]
-    lines += ["", f"Concurrency: {c['nics']} NICs x {c['rounds']} rounds of parallel ADD then "
-              f"DEL: {c['operations']} operations in {c['seconds']} s ({c['ops_per_second']} "
-              f"ops/s), {c['failures']} failures, {c['lost_records_or_addresses']} lost records "
+    lines += ["", f"Concurrency through the daemon: {c['nics']} NICs x {c['rounds']} rounds of "
+              f"parallel ADD then DEL: {c['operations']} operations in {c['seconds']} s "
+              f"({c['ops_per_second']} ops/s), {c['failures']} failures, "
+              f"{c['lost_records_or_addresses']} lost records "
               f"or addresses; latency median {c['latency_ms']['median']} ms, p90 "
               f"{c['latency_ms']['p90']} ms."]
     if "containerd" in r:
@@ -312,12 +334,14 @@ def main() -> int:
         return 0
     with SimNode() as node:
         node.add_nic(1)
+        node.start_daemon(plugin=args.plugin)
         enter_netns(node.node)
         try:
             results["side_by_side"] = side_by_side(node, args.plugin, args.rounds)
             results["profile"] = profile(node, args.plugin, args.profile_rounds)
         finally:
             enter_netns_root()
+            node.stop_daemon()
     results["concurrency"] = concurrency(args.plugin, args.nics, args.concurrency_rounds)
     if args.containerd_rounds > 0:
         results["containerd"] = containerd_side_by_side(args.plugin, args.containerd_rounds)

@@ -15,8 +15,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +70,11 @@ class SimNode:
         self.state_dir = os.path.join(self.tmp, "state")
         # The node policy file (hack-free: absent means the defaults); see write_policy().
         self.policy_path = os.path.join(self.tmp, "amd-host-device.d", "amd-host-device.conf")
+        # The daemon's socket (thick mode). Until start_daemon() nothing listens there, so
+        # the plugin runs in process (and never reaches a daemon this machine may run).
+        self.socket = os.path.join(self.tmp, "run", "daemon.sock")
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.daemon_log_path = os.path.join(self.tmp, "daemon.log")
         sh("ip", "netns", "add", self.node)
         sh("ip", "netns", "add", self.tor)
         sh("ip", "-n", self.node, "link", "set", "lo", "up")
@@ -142,10 +149,7 @@ class SimNode:
             ifname: str = "", plugin: str = "", extra_env: dict[str, str] | None = None,
             cni_path: str = ":".join(CNI_DIRS), timeout: float = 120) -> CniCall:
         """Run a CNI plugin inside the node netns, as a runtime on that node would."""
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "CNI_COMMAND": command, "CNI_PATH": cni_path,
-               "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
-               "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path}
+        env = {**self.env(), "CNI_COMMAND": command, "CNI_PATH": cni_path}
         if container_id:
             env["CNI_CONTAINERID"] = container_id
         if netns:
@@ -165,7 +169,7 @@ class SimNode:
         """What the plugin sees on this node besides the CNI variables."""
         return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                 "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
-                "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path}
+                "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path, "AMD_HOST_DEVICE_SOCKET": self.socket}
 
     def run(self, *args: str, plugin: str = "", extra_env: dict[str, str] | None = None,
             timeout: float = 120) -> CniCall:
@@ -177,6 +181,54 @@ class SimNode:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                            stdin=subprocess.DEVNULL)
         return CniCall(p.returncode, p.stdout, p.stderr)
+
+    def start_daemon(self, *args: str, plugin: str = "", wait: float = 60,
+                     extra_env: dict[str, str] | None = None) -> int:
+        """`amd-host-device daemon` inside the node netns, as the DaemonSet runs it; returns
+        its PID once it answers a ping. Its log (stdout and stderr) is daemon_log()."""
+        env = {**self.env(), "CNI_PATH": ":".join(CNI_DIRS), **(extra_env or {})}
+        argv = ["ip", "netns", "exec", self.node, "env", "-i",
+                *(f"{k}={v}" for k, v in env.items()), plugin or self.plugin, "daemon",
+                "--reconcile-interval", "0", *args]
+        with open(self.daemon_log_path, "ab") as log:
+            # ip netns exec and env exec: the PID is the daemon's.
+            self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + wait
+        while not self.daemon_ready():
+            if self.daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon did not come up: {self.daemon_log()[-2000:]}")
+            time.sleep(0.05)
+        return self.daemon.pid
+
+    def daemon_ready(self) -> bool:
+        import sys
+
+        sys.path.insert(0, REPO)
+        try:
+            from plugin.daemon_client import ping
+        finally:
+            sys.path.remove(REPO)
+        return ping(self.socket)
+
+    def stop_daemon(self, timeout: float = 60) -> int | None:
+        """SIGTERM, by PID, and wait; SIGKILL if it does not stop. Its exit code."""
+        if self.daemon is None:
+            return None
+        daemon, self.daemon = self.daemon, None
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                return daemon.wait(timeout)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        return daemon.wait()
+
+    def daemon_log(self) -> str:
+        try:
+            with open(self.daemon_log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def conf(self, pci: str = "", version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
         """The delegate config Multus would hand us for one attachment."""
@@ -215,6 +267,7 @@ class SimNode:
 
     # -- teardown ----------------------------------------------------------------------------
     def close(self) -> None:
+        self.stop_daemon()
         for pod in list(self.pods):
             self.remove_pod(pod)
         sh("ip", "netns", "del", self.node, check=False)

@@ -170,10 +170,8 @@ def check_policy(node: Node) -> Check:
 
 
 def _thick_expected(node: Node, loaded: policy.NodePolicy) -> bool:
-    """The admin asked for the daemon: the DaemonSet sets the socket's env var, or the policy
-    names a socket."""
-    if node.environ.get(policy.SOCKET_ENV):
-        return True
+    """The admin asked for the daemon: the node policy names its socket. (The env override
+    only moves the socket, for tests and the daemon's own container.)"""
     if not loaded.source:
         return False
     try:
@@ -201,12 +199,10 @@ def check_daemon(node: Node) -> Check:
         return Check("daemon", Status.FAIL, f"daemon: {path}: {e.strerror}", fix)
     if not stat.S_ISSOCK(st.st_mode):
         return Check("daemon", Status.FAIL, f"daemon: {path} is not a socket", fix)
-    from plugin import daemon_ping
+    from plugin import daemon_client
 
-    answer = daemon_ping.ping(path)
-    if not answer.ok:
-        return Check("daemon", Status.FAIL, f"daemon: {path} does not answer: {answer.detail}",
-                     fix)
+    if not daemon_client.ping(path):
+        return Check("daemon", Status.FAIL, f"daemon: {path} does not answer a ping", fix)
     return Check("daemon", Status.PASS, f"daemon: {path} answers")
 
 

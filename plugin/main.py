@@ -10,9 +10,10 @@ import time
 
 _STARTED = time.perf_counter()
 
-import json  # noqa: E402
+# `_signal`, not `signal`: the wrapper's enums import functools and collections (~3 ms at every
+# start, VERSION included) for names we do not use.
+import _signal  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 
 from plugin import CNI_VERSIONS as SUPPORTED  # noqa: E402
@@ -22,23 +23,22 @@ NEWEST = SUPPORTED[-1]
 
 
 def _reply(obj: dict[str, object]) -> None:
+    import json  # not at the top: the shim's path to the daemon needs no json (~3 ms, with re)
+
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
 def _answer_version(stdin: bytes) -> None:
-    version = NEWEST
-    try:
-        asked = json.loads(stdin or b"{}").get("cniVersion")
-        if isinstance(asked, str) and asked:
-            version = asked
-    except (ValueError, AttributeError, RecursionError):
-        pass
-    _reply({"cniVersion": version, "supportedVersions": list(SUPPORTED)})
+    from plugin.shim import version_reply
+
+    sys.stdout.buffer.write(version_reply(stdin, SUPPORTED))
 
 
 def _error_version(stdin: bytes) -> str:
     """Answer errors in the caller's version when it is one we speak."""
+    import json
+
     try:
         asked = json.loads(stdin).get("cniVersion")
     except (ValueError, AttributeError, RecursionError):
@@ -96,11 +96,15 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _signal.signal(_signal.SIGTERM, _on_sigterm)
     if sys.argv[1:2] == ["reconcile"]:
         from plugin import release
 
         return release.reconcile_main(sys.argv[2:])
+    if sys.argv[1:2] == ["daemon"]:
+        from plugin import daemon
+
+        return daemon.main(sys.argv[2:])
     command = os.environ.get("CNI_COMMAND", "")
     if not command:  # a person at a shell, not a runtime: the about text, list, doctor
         from plugin import cli
@@ -114,20 +118,37 @@ def main() -> int:
     if command == "VERSION":
         _answer_version(stdin)
         return 0
+    # Thick mode: a resident daemon on this node serves the request when it takes it; when
+    # there is none (or it is down), the request runs here, in process.
+    from plugin import shim
+
+    forwarded = shim.forward(os.environ, stdin)
+    if isinstance(forwarded, CniError):
+        _log_failure(f"{forwarded.msg} (code {forwarded.code})")
+        _reply(forwarded.to_dict(_error_version(stdin)))
+        return 1
+    if forwarded is not None:
+        sys.stdout.buffer.write(forwarded[1])
+        return forwarded[0]
+    code, reply = answer(command, stdin)
+    if reply is not None:
+        _reply(reply)
+    return code
+
+
+def answer(command: str, stdin: bytes) -> tuple[int, dict[str, object] | None]:
+    """Run one request: (exit code, the object for stdout). The daemon's children call this
+    too: one code path, two transports."""
     try:
         result = _profiled(command, stdin)
     except CniError as e:
         _log_failure(f"{e.msg} (code {e.code})")
-        _reply(e.to_dict(_error_version(stdin)))
-        return 1
+        return 1, e.to_dict(_error_version(stdin))
     except Exception as e:  # a bug: still an error object, and one log line to find it by
         _log_failure(f"internal error: {type(e).__name__}: {e}")
-        _reply(CniError(INTERNAL, f"internal error: {type(e).__name__}",
-                        str(e)[:300]).to_dict(_error_version(stdin)))
-        return 1
-    if result is not None:
-        _reply(result)
-    return 0
+        return 1, CniError(INTERNAL, f"internal error: {type(e).__name__}",
+                           str(e)[:300]).to_dict(_error_version(stdin))
+    return 0, result
 
 
 def _profiled(command: str, stdin: bytes) -> dict[str, object] | None:

@@ -13,3 +13,5 @@ def pytest_addoption(parser):
         help="the plugin's path on the node")
     parser.addoption("--cni-path", default="/opt/cni/bin:/usr/lib/cni",
                      help="CNI_PATH on the node (where host-device, static and sbr are)")
+    parser.addoption("--daemon", action="store_true",
+                     help="run `amd-host-device daemon` on the node: every call goes through it")

@@ -31,8 +31,11 @@ class Nic:
 
 
 class NodeEnv:
-    def __init__(self, host: Any, plugin: str, cni_path: str, tag: str = "") -> None:
+    def __init__(self, host: Any, plugin: str, cni_path: str, tag: str = "",
+                 daemon: bool = False) -> None:
         self.host = host
+        self.daemon = daemon
+        self.daemon_pid = 0
         self.plugin = plugin
         self.cni_path = cni_path
         self.tag = tag or f"e2e{random.randrange(10**5)}"
@@ -42,6 +45,8 @@ class NodeEnv:
         self.root = f"/var/tmp/{self.tag}"
         self.sysfs = f"{self.root}/sys"
         self.state_dir = f"{self.root}/state"
+        # Thick mode's socket: only a daemon this suite starts (--daemon) listens there.
+        self.socket = f"{self.root}/run/daemon.sock"
         self.nics: list[Nic] = []
         self.pods: list[str] = []
         self.subnet = random.randrange(1, 250)
@@ -67,7 +72,52 @@ class NodeEnv:
         self.run(f"ip -n {self.tor} link set lo up")
         for i in range(1, nics + 1):
             self.add_nic(i)
+        if self.daemon:
+            self.start_daemon()
         return self
+
+    def _env(self) -> dict[str, str]:
+        return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "CNI_PATH": self.cni_path, "AMD_HOST_DEVICE_SYSFS": self.sysfs,
+                "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
+                "AMD_HOST_DEVICE_NODE_CONFIG": f"{self.root}/amd-host-device.conf",
+                "AMD_HOST_DEVICE_SOCKET": self.socket}
+
+    def start_daemon(self) -> None:
+        """`amd-host-device daemon` in the background on the node, as the DaemonSet runs it;
+        ready once it answers a ping."""
+        argv = " ".join(shlex.quote(f"{k}={v}") for k, v in self._env().items())
+        background = (f"{self.on_node('')}env -i {argv} {shlex.quote(self.plugin)} daemon "
+                      f"--reconcile-interval 0 >>{self.root}/daemon.log 2>&1 </dev/null & echo $!")
+        out = self.run(f"sh -c {shlex.quote(background)}", in_node=False)
+        self.daemon_pid = int(out.stdout.strip())
+        ping = f"env -i {argv} {shlex.quote(self.plugin)} daemon --ping"
+        loop = f"for i in $(seq 600); do {ping} && exit 0; sleep 0.1; done; exit 1"
+        waited = self.run(f"sh -c {shlex.quote(loop)}", check=False, in_node=False)
+        if waited.rc != 0:
+            raise RuntimeError(f"the daemon did not come up: {self.daemon_log()[-2000:]}")
+
+    def _alive(self, pid: int) -> str:
+        """Shell test: the process exists and is no zombie (a node container's PID 1 may be a
+        `sleep` that reaps nobody)."""
+        return f"kill -0 {pid} 2>/dev/null && ! grep -q '^State:.*Z' /proc/{pid}/status"
+
+    def daemon_alive(self) -> bool:
+        return bool(self.daemon_pid) and self.run(
+            f"sh -c {shlex.quote(self._alive(self.daemon_pid))}", check=False,
+            in_node=False).rc == 0
+
+    def stop_daemon(self) -> None:
+        """SIGTERM by PID; wait for it to exit (it removes its socket); SIGKILL after 60 s."""
+        if not self.daemon_pid:
+            return
+        pid, self.daemon_pid = self.daemon_pid, 0
+        wait = (f"kill -TERM {pid}; for i in $(seq 600); do {self._alive(pid)} || exit 0; "
+                f"sleep 0.1; done; kill -KILL {pid}")
+        self.run(f"sh -c {shlex.quote(wait)}", check=False, in_node=False)
+
+    def daemon_log(self) -> str:
+        return str(self.run(f"cat {self.root}/daemon.log", check=False, in_node=False).stdout)
 
     def add_nic(self, i: int) -> Nic:
         s = self.subnet
@@ -90,6 +140,7 @@ class NodeEnv:
         return f"/var/run/netns/{name}"
 
     def teardown(self) -> None:
+        self.stop_daemon()
         for pod in self.pods:
             self.run(f"ip netns del {pod}", check=False, in_node=False)
         for nic in self.nics:
@@ -104,10 +155,7 @@ class NodeEnv:
             netns: str = "", ifname: str = "", plugin: str = "",
             extra_env: dict[str, str] | None = None, cni_path: str = "",
             timeout: float = 0) -> CniCall:
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "CNI_COMMAND": command, "CNI_PATH": cni_path or self.cni_path,
-               "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
-               "AMD_HOST_DEVICE_NODE_CONFIG": f"{self.root}/amd-host-device.conf"}
+        env = {**self._env(), "CNI_COMMAND": command, "CNI_PATH": cni_path or self.cni_path}
         for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns),
                            ("CNI_IFNAME", ifname)):
             if value:

@@ -1,9 +1,22 @@
-"""ADD/DEL/CHECK with the real host-device and static plugins on veth NICs in namespaces."""
+"""ADD/DEL/CHECK with the real host-device and static plugins on veth NICs in namespaces.
+
+Every test runs twice: in process, and through the resident daemon (thick mode) that the
+simulated node runs in its netns the way the DaemonSet runs it on a node.
+"""
 
 import pytest
 from simnode import sh
 
 VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+
+
+@pytest.fixture(params=["in-process", "daemon"], autouse=True)
+def transport(request, node):
+    if request.param == "daemon":
+        node.start_daemon()
+    yield request.param
+    if request.param == "daemon":
+        assert node.stop_daemon() == 0, node.daemon_log()[-2000:]
 
 
 def ok(call):
@@ -117,11 +130,18 @@ def test_a_nic_already_in_a_pod_cannot_be_added_again(node, pod):
     assert node.addresses(node.node, nic.name) == {nic.v4, nic.v6}
 
 
-def test_logs_go_to_stderr_with_container_and_device(node, pod):
+def test_logs_go_to_stderr_with_container_and_device(node, pod, transport):
+    """In process, on the plugin's stderr; through the daemon, on the daemon's log (as with
+    Multus thick), and the shim prints nothing."""
     nic = node.nics[0]
     call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
     ok(call)
-    lines = [x for x in call.stderr.splitlines() if x.strip()]
+    if transport == "daemon":
+        assert call.stderr == ""
+        log = [x for x in node.daemon_log().splitlines() if "cmd=DAEMON" not in x]
+    else:
+        log = call.stderr.splitlines()
+    lines = [x for x in log if x.strip()]
     assert lines and all("container=c1" in x and f"device={nic.pci}" in x for x in lines)
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
 

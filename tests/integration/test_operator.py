@@ -126,40 +126,13 @@ def ready(node, tmp_path):
     conf_dir.mkdir()
     (conf_dir / "10-ahd.conflist").write_text(json.dumps(
         {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "amd-host-device"}]}))
-    sock = str(tmp_path / "daemon.sock")
-    server = FakeDaemon(sock)
-    node.write_policy(socket=sock)
+    node.write_policy(socket=node.socket)
+    node.start_daemon()
     env = {"AMD_HOST_DEVICE_CNI_CONF_DIR": str(conf_dir)}
     try:
         yield env
     finally:
-        server.close()
-
-
-class FakeDaemon:
-    """Answers every connection with one line: stands in for `amd-host-device daemon`."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(4)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(4096)
-                conn.sendall(b'{"pong": 1}\n')
-
-    def close(self):
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(10)
+        node.stop_daemon()
 
 
 def doctor(node, env, *args):
@@ -274,8 +247,10 @@ def test_doctor_node_policy_writable_by_others(node, ready):
 
 
 def test_doctor_daemon_expected_but_absent(node, ready, tmp_path):
-    node.write_policy(socket=str(tmp_path / "nobody-home.sock"))
-    assert "no socket" in failed(node, ready, "daemon")["summary"]
+    nobody = str(tmp_path / "nobody-home.sock")
+    node.write_policy(socket=nobody)
+    env = {**ready, "AMD_HOST_DEVICE_SOCKET": nobody}
+    assert "no socket" in failed(node, env, "daemon")["summary"]
 
 
 def test_doctor_daemon_stale_socket(node, ready, tmp_path):
@@ -284,15 +259,17 @@ def test_doctor_daemon_stale_socket(node, ready, tmp_path):
     s.bind(stale)
     s.close()                    # the file stays, nobody listens: a daemon that died
     node.write_policy(socket=stale)
-    assert "does not answer" in failed(node, ready, "daemon")["summary"]
+    env = {**ready, "AMD_HOST_DEVICE_SOCKET": stale}
+    assert "does not answer" in failed(node, env, "daemon")["summary"]
 
 
-def test_doctor_daemon_absent_in_process_mode_is_not_a_failure(node, ready):
+def test_doctor_daemon_absent_in_process_mode_is_not_a_failure(node, ready, tmp_path):
     from plugin import policy
 
     assert not os.path.exists(policy.DEFAULT_SOCKET), "a daemon socket was left on this machine"
     node.write_policy()          # no socket named: the node runs the plugin in process
-    rc, checks = doctor(node, ready)
+    env = {**ready, "AMD_HOST_DEVICE_SOCKET": str(tmp_path / "none.sock")}
+    rc, checks = doctor(node, env)
     assert rc == 0 and checks["daemon"]["status"] == "info"
     assert "in-process mode" in checks["daemon"]["summary"]
 

@@ -81,7 +81,7 @@ def test_cni_path_does_not_import_operator_modules(tmp_path):
             "sys.stdin = io.TextIOWrapper(io.BytesIO(b'{}')); "
             "from plugin import main; main.main(); "
             "sys.stderr.write(repr(sorted(m for m in sys.modules if m in "
-            "('plugin.cli', 'plugin.listing', 'plugin.doctor', 'plugin.daemon_ping', 'argparse'))))")
+            "('plugin.cli', 'plugin.listing', 'plugin.doctor', 'plugin.daemon_client', 'argparse'))))")
     for command in ("VERSION", "STATUS"):
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
                            env={"PATH": os.environ["PATH"], "CNI_COMMAND": command,

@@ -37,13 +37,33 @@ def test_daemonset():
         assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert "privileged" not in c["securityContext"]
     assert init["args"][:2] == ["--host-dir", "/host/opt/cni/bin"]
-    assert "reconcile" in main["command"]
-    assert main["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
+    assert main["command"][3:4] == ["daemon"] and "--reconcile-interval" in main["command"]
+    assert main["securityContext"]["capabilities"]["add"][0] == "NET_ADMIN"
     volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
     assert volumes["cni-bin"] == "/opt/cni/bin"
-    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"] + main["volumeMounts"]}
-    assert mounts["cni-bin"] == "/host/opt/cni/bin"
-    assert mounts["state"] == volumes["state"] == "/var/lib/cni/amd-host-device"
+    init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    assert init_mounts["cni-bin"] == "/host/opt/cni/bin"
+    # The daemon sees every host path where the node (and the runtime's env) names it.
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    for path in ("/var/lib/cni/amd-host-device", "/run/amd-host-device", "/opt/cni/bin",
+                 "/etc/cni/net.d/amd-host-device.d", "/run/netns", "/var/run/netns"):
+        assert volumes[mounts[path]["name"]] == path
+    for path in ("/run/netns", "/var/run/netns"):
+        assert mounts[path]["mountPropagation"] == "HostToContainer"
+
+
+def test_daemonset_runs_the_thick_mode_daemon():
+    from plugin import policy
+
+    ds = next(d for d in docs("daemonset.yaml") if d["kind"] == "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    main, = spec["containers"]
+    assert spec["hostNetwork"] is True and spec["hostPID"] is True
+    assert main["readinessProbe"]["exec"]["command"][3:] == ["daemon", "--ping"]
+    assert main["command"][:3] == main["readinessProbe"]["exec"]["command"][:3]
+    assert os.path.dirname(policy.DEFAULT_SOCKET) in {m["mountPath"] for m in main["volumeMounts"]}
+    grace = float(main["command"][main["command"].index("--grace") + 1])
+    assert grace < spec["terminationGracePeriodSeconds"]
 
 
 def test_node_policy_comes_from_a_configmap_the_installer_writes_atomically():

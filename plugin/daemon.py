@@ -1,0 +1,361 @@
+"""`amd-host-device daemon`: the resident half of thick mode, and the reconcile loop.
+
+Why: a Python process per CNI call pays the interpreter, our imports and `sh` every time. The
+daemon pays them once; each request is served in a forked child of the warm process, so
+per-request state (log context, caches, a crash) stays as isolated as a fresh process, and the
+child runs `plugin.main.answer`, exactly what the in-process path runs.
+
+- Socket: node policy's `socket` (env AMD_HOST_DEVICE_SOCKET), 0600 in a 0700 dir; every peer
+  must be uid 0 (SO_PEERCRED): the runtime is root, and so is anyone who could run us.
+- The child takes the request's CNI_* and AMD_HOST_DEVICE_* env over the daemon's own, and
+  stdin; its log lines go to the daemon's stderr as they are written (the container log, as
+  with Multus thick); its stdout result goes back over the socket.
+- If the shim goes away mid-request (the runtime's timeout kill), the child gets SIGTERM, as
+  the in-process plugin would, and rolls back.
+- Reconcile passes run in forked children too, so this process stays single-threaded (bar
+  the metrics server, when enabled) and never forks while one of its own threads holds a lock
+  a child would need.
+- SIGTERM/SIGINT: remove the socket file, stop accepting, let in-flight children finish for
+  up to --grace seconds, then SIGTERM them (they roll back), then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from plugin import shim
+
+CHILD_READ_SECONDS = 10.0   # a peer that connects and never sends its request
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _say(msg: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    sys.stderr.write(f"{stamp} amd-host-device info cmd=DAEMON {msg}\n")
+    sys.stderr.flush()
+
+
+def peer_uid(conn: socket.socket) -> int:
+    _pid, uid, _gid = _CRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                   _CRED.size))
+    return int(uid)
+
+
+class _Request(socketserver.BaseRequestHandler):
+    """Runs in the forked child, for one connection."""
+
+    server: _Server
+
+    def handle(self) -> None:
+        self.server.socket.close()   # the child must not keep the listener alive
+        signal.set_wakeup_fd(-1)     # the parent's: its signals are not ours
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from plugin import main
+
+        signal.signal(signal.SIGTERM, main._on_sigterm)
+        conn: socket.socket = self.request
+        conn.settimeout(CHILD_READ_SECONDS)
+        try:
+            op, _, version = shim.recv_frame(conn).partition(b" ")
+            env_data = shim.recv_frame(conn)
+            stdin = shim.recv_frame(conn)
+        except (OSError, shim.Lost):
+            return
+        if version != shim.WIRE_VERSION:
+            return   # another wire version (mid-upgrade): the shim runs it in process
+        if op == shim.PING:
+            shim.send_frame(conn, shim.PONG + b" " + str(os.getppid()).encode())
+            return
+        env = shim.decode_env(env_data) if op == shim.CNI else None
+        if env is None:
+            return   # not our protocol: the shim falls back, nothing ran
+        try:
+            conn.sendall(shim.ACCEPTED)
+            if conn.recv(1) != shim.GO:
+                return
+        except OSError:
+            return
+        self._run(conn, env, stdin)
+
+    def _run(self, conn: socket.socket, env: dict[str, str], stdin: bytes) -> None:
+        from plugin import main
+
+        conn.settimeout(None)
+        for key in [k for k in os.environ if k.startswith(shim.FORWARDED_PREFIXES)]:
+            del os.environ[key]
+        os.environ.update(env)
+        os.dup2(2, 1)   # nothing may write on the daemon's stdout but its log
+        done = threading.Event()
+        threading.Thread(target=_watch_peer, args=(conn, done), daemon=True).start()
+        command = env.get("CNI_COMMAND", "")
+        started = time.monotonic()
+        try:
+            code, reply = main.answer(command, stdin)
+        except SystemExit as e:   # SIGTERM: rolled back, like the in-process plugin
+            code, reply = (e.code if isinstance(e.code, int) else 1), None
+        done.set()
+        out = (json.dumps(reply) + "\n").encode() if reply is not None else b""
+        with contextlib.suppress(OSError):
+            shim.send_frame(conn, str(code).encode())
+            shim.send_frame(conn, out)
+        self.server.report({"op": command, "code": code, "result": _result(code, reply),
+                            "seconds": time.monotonic() - started})
+
+
+def _result(code: int, reply: dict[str, object] | None) -> str:
+    if code == 0:
+        return "ok"
+    if reply is not None and isinstance(reply.get("code"), int):
+        return str(reply["code"])
+    return "killed"
+
+
+def _watch_peer(conn: socket.socket, done: threading.Event) -> None:
+    """The shim gone before the answer (the runtime killed it): SIGTERM ourselves."""
+    with contextlib.suppress(OSError):
+        conn.recv(1)
+    if not done.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
+    # Past max_children, accepting waits for a child to end, and new callers queue in the
+    # backlog (a shim not accepted within 5 s runs its request in process). 64 children are
+    # well within the pod's memory limit; a node has far fewer NICs than that.
+    max_children = 64
+    request_queue_size = 128
+    block_on_close = False
+
+    def __init__(self, path: str, report_fd: int) -> None:
+        self.report_fd = report_fd
+        super().__init__(path, _Request, bind_and_activate=False)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        try:
+            uid = peer_uid(request)
+        except OSError:
+            return False
+        if uid != 0:
+            _say(f"refused a connection from uid {uid}: only root may call the plugin")
+            return False
+        return True
+
+    def report(self, event: dict[str, Any]) -> None:
+        """One line to the parent's metrics (one write below PIPE_BUF: atomic)."""
+        if self.report_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.report_fd, json.dumps(event).encode() + b"\n")
+
+
+def warm_up() -> None:
+    """What every request would otherwise import: our modules, sh, tenacity."""
+    from plugin.imports import load_dataclasses, load_sh
+
+    load_dataclasses()
+    from plugin import add, check, config, delete, log, main, policy, release, status  # noqa: F401
+
+    load_sh()
+    import tenacity  # noqa: F401
+
+
+def _listen(path: str, report_fd: int) -> _Server:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    from plugin import daemon_client
+
+    if os.path.exists(path):
+        if daemon_client.ping(path):
+            raise SystemExit(f"another daemon serves {path}")
+        os.unlink(path)   # stale: its daemon is gone
+    server = _Server(path, report_fd)
+    old = os.umask(0o177)
+    try:
+        server.server_bind()
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    server.server_activate()
+    return server
+
+
+class Daemon:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from plugin import policy
+
+        self.args = args
+        self.policy = policy.load()
+        self.stopping = False
+        self.reconciler: int | None = None
+        self.next_reconcile = time.monotonic()
+        self.metrics: Any = None
+        self.report_r, report_w = -1, -1
+        if self.policy.metrics_port:
+            from plugin import metrics
+
+            try:
+                self.metrics = metrics.serve(self.policy.metrics_port, self.policy.state_dir)
+            except OSError as e:   # serving requests matters more than counting them
+                _say(f"no metrics: cannot serve port {self.policy.metrics_port}: {e}")
+            else:
+                self.report_r, report_w = os.pipe()
+                os.set_blocking(self.report_r, False)
+        self.server = _listen(self.policy.socket, report_w)
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    def _stop(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _children(self) -> set[int]:
+        kids = set(self.server.active_children or ())
+        if self.reconciler is not None:
+            kids.add(self.reconciler)
+        return kids
+
+    def _reap(self) -> None:
+        self.server.collect_children()
+        if self.reconciler is not None:
+            with contextlib.suppress(ChildProcessError):
+                pid, _ = os.waitpid(self.reconciler, os.WNOHANG)
+                if pid == 0:
+                    return
+            self.reconciler = None
+
+    def _drain_reports(self) -> None:
+        if self.report_r < 0:
+            return
+        chunks = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.report_r, 65536):
+                chunks += chunk
+        for line in chunks.splitlines():
+            with contextlib.suppress(ValueError):
+                self.metrics.feed(json.loads(line))
+
+    def _maybe_reconcile(self) -> None:
+        if self.args.reconcile_interval <= 0 or self.reconciler is not None:
+            return
+        if time.monotonic() < self.next_reconcile:
+            return
+        self.next_reconcile = time.monotonic() + self.args.reconcile_interval
+        pid = os.fork()
+        if pid:
+            self.reconciler = pid
+            return
+        code = 1
+        try:
+            code = self._reconcile_child()
+        finally:
+            os._exit(code)
+
+    def _reconcile_child(self) -> int:
+        self.server.socket.close()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from plugin import log, release
+        from plugin.state import StateStore
+
+        log.bind(cmd="RECONCILE")
+        store = StateStore(self.policy.state_dir)
+        before = len(store.records())
+        try:
+            errors = release.reconcile_once(self.policy.state_dir, self.args.cni_path,
+                                            self.args.max_orphan_hours * 3600)
+        except Exception as e:   # the loop goes on; the next pass may succeed
+            log.error(f"reconcile pass failed: {e}")
+            errors = [str(e)]
+        self.server.report({"op": "RECONCILE", "released": before - len(store.records()),
+                            "errors": len(errors)})
+        sys.stderr.flush()
+        return 1 if errors else 0
+
+    def serve(self) -> int:
+        sel = selectors.DefaultSelector()
+        sel.register(self.server.socket, selectors.EVENT_READ, "accept")
+        sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        if self.report_r >= 0:
+            sel.register(self.report_r, selectors.EVENT_READ, "report")
+        self.server.timeout = 0
+        _say(f"serving {self.policy.socket} (pid {os.getpid()})")
+        while not self.stopping:
+            self._maybe_reconcile()
+            wait = max(0.0, min(1.0, self.next_reconcile - time.monotonic()))
+            for key, _ in sel.select(wait):
+                if key.data == "accept":
+                    self.server.handle_request()
+                elif key.data == "wake":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 512)
+            self._drain_reports()
+            self._reap()
+        return self._shutdown(sel)
+
+    def _shutdown(self, sel: selectors.BaseSelector) -> int:
+        # New callers find no socket and run in process; connections not yet accepted are
+        # reset, and their shims (no "A" yet) run in process too.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.policy.socket)
+        sel.unregister(self.server.socket)
+        self.server.socket.close()
+        _say(f"stopping: {len(self._children())} requests in flight, waiting up to "
+             f"{self.args.grace:g} s")
+        deadline = time.monotonic() + self.args.grace
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            while self._children() and time.monotonic() < deadline:
+                sel.select(0.05)
+                self._drain_reports()
+                self._reap()
+            if not self._children():
+                break
+            _say(f"{len(self._children())} requests still in flight: sending {sig.name}")
+            for pid in self._children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 5.0
+        self._reap()
+        _say("stopped")
+        return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    from plugin import release
+
+    p = argparse.ArgumentParser(prog="amd-host-device daemon",
+                                description="Serve CNI requests from the shim over a unix "
+                                            "socket, and run the reconcile loop.")
+    p.add_argument("--cni-path", default=os.environ.get("CNI_PATH", "/opt/cni/bin"),
+                   help="where host-device is, for reconcile (colon list)")
+    p.add_argument("--reconcile-interval", type=float, default=60.0,
+                   help="seconds between reconcile passes; 0 = no reconcile")
+    p.add_argument("--max-orphan-hours", type=float, default=release.MAX_ORPHAN_SECONDS / 3600)
+    p.add_argument("--grace", type=float, default=20.0,
+                   help="seconds in-flight requests get to finish on SIGTERM")
+    p.add_argument("--ping", action="store_true",
+                   help="exit 0 if the daemon answers on its socket (readiness probe)")
+    args = p.parse_args(argv)
+    args.cni_path = [d for d in args.cni_path.split(":") if d]
+    if args.ping:
+        from plugin import daemon_client, policy
+
+        return 0 if daemon_client.ping(policy.load().socket) else 1
+    warm_up()
+    return Daemon(args).serve()
