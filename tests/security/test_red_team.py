@@ -101,6 +101,21 @@ def test_a_pod_giving_the_nic_a_node_nics_name_as_altname_cannot_wedge_del(node,
     assert restored(node, a) and restored(node, b) and records(node) == []
 
 
+def test_a_pod_renaming_the_nic_unsafely_cannot_choose_its_alias(node, pod):
+    """_reset_alias skips a link whose name no batch line may carry (`a#b`), so host-device
+    then renames the NIC to the alias the pod chose; a node NIC's name there made every DEL
+    fail with EEXIST (and the NIC is lost when the pod goes)."""
+    a, b = node.nics
+    ok(node.cni("ADD", node.conf(a.pci), "c1", pod, "net1"))
+    p = ns(pod)
+    sh("ip", "-n", p, "link", "set", "net1", "down")
+    sh("ip", "-n", p, "link", "set", "net1", "name", "a#b")
+    sh("ip", "-n", p, "link", "set", "a#b", "alias", b.name)
+    call = node.cni("DEL", node.conf(a.pci), "c1", pod, "net1")
+    assert call.rc == 0, call.stdout
+    assert restored(node, a) and restored(node, b) and records(node) == []
+
+
 def test_altnames_the_pod_added_do_not_come_home(node, pod):
     """An altname the pod chose came home with the NIC: `ip ... dev cni0` on the node then
     acts on the NIC, and the node's own cni0 cannot be created."""
