@@ -75,6 +75,20 @@ def test_nad_ipam_type_is_not_an_arbitrary_plugin(node, pod, tmp_path):
     assert call.rc != 0 and restored(node, nic) and records(node) == []
 
 
+def test_nad_ipam_cannot_write_files_on_the_node(node, pod, tmp_path):
+    """host-local as the NAD's ipam writes its leases under the NAD's `dataDir`: any
+    directory on the node, created as root (the state dir is node policy, this is not)."""
+    nic = node.nics[0]
+    outside = tmp_path / "etc-somewhere"
+    conf = node.conf(nic.pci, ipam={"type": "host-local", "dataDir": str(outside),
+                                    "ranges": [[{"subnet": "10.250.0.0/24"}]]})
+    call = node.cni("ADD", conf, "c1", pod, "net1")
+    if call.rc == 0:
+        ok(node.cni("DEL", conf, "c1", pod, "net1"))
+    assert not outside.exists(), "the NAD's ipam wrote files outside the state dir"
+    assert restored(node, nic) and records(node) == []
+
+
 # -- the pod --------------------------------------------------------------------------------
 
 def test_a_pod_squatting_the_nics_node_name_cannot_wedge_del(node, pod):
