@@ -153,6 +153,28 @@ def test_link_flags_the_pod_set_do_not_come_home(node, pod):
     assert node.ping(node.node, nic.peer_v4) and node.ping(node.node, nic.peer_v6)
 
 
+def _settings(node, nic):
+    link = node.ip_json(node.node, "-d", "link", "show", "dev", nic.name)[0]
+    offloads = sh("ip", "netns", "exec", node.node, "ethtool", "-k", nic.name).stdout
+    return (link.get("txqlen"), link.get("group"), link.get("gso_max_size"),
+            sorted(x.strip() for x in offloads.splitlines() if "[fixed]" not in x))
+
+
+def test_link_settings_the_pod_changed_do_not_come_home(node, pod):
+    """txqueuelen, group, GSO size and offloads (`ethtool -K`) set in the pod stay on the node
+    NIC after DEL: a pod can leave the node a crippled NIC (e.g. txqueuelen 1, no checksum
+    offload) that looks restored."""
+    nic = node.nics[0]
+    before = _settings(node, nic)
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    sh("ip", "-n", ns(pod), "link", "set", "net1", "txqueuelen", "1", "gso_max_size", "1500",
+       "group", "7")
+    sh("ip", "netns", "exec", ns(pod), "ethtool", "-K", "net1", "tx", "off", "rx", "off")
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic)
+    assert _settings(node, nic) == before
+
+
 # -- the disk -------------------------------------------------------------------------------
 
 def _unblocking(fifo, call):
