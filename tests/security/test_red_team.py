@@ -237,3 +237,17 @@ def test_a_legacy_mapping_never_configures_a_link_that_is_not_its_nic(node, swee
     assert node.addresses(node.node, "lo") == before, "a mapping configured lo"
     route = sh("ip", "-n", node.node, "route", "get", a.peer_v4).stdout
     assert not route.startswith("local"), route
+
+
+def test_a_device_index_pointing_at_another_devices_record_does_not_block_the_nic(node):
+    """devices/<A> -> the record of an attachment holding B: every ADD of A failed with code
+    103 naming B's attachment, for ever (the index is never set aside or corrected)."""
+    a, b = node.nics
+    p1, p2 = (node.netns_path(node.add_pod()) for _ in range(2))
+    ok(node.cni("ADD", node.conf(b.pci), "c2", p2, "net1"))
+    os.symlink("../attachments/c2@net1.json", os.path.join(node.state_dir, "devices", a.pci))
+    ok(node.cni("ADD", node.conf(a.pci), "c1", p1, "net1"))
+    assert node.addresses(ns(p2), "net1") == {b.v4, b.v6}  # B's attachment untouched
+    ok(node.cni("DEL", node.conf(a.pci), "c1", p1, "net1"))
+    ok(node.cni("DEL", node.conf(b.pci), "c2", p2, "net1"))
+    assert restored(node, a) and restored(node, b) and records(node) == []
