@@ -43,6 +43,22 @@ def test_a_long_network_name_never_loses_the_nic(node, pod):
     assert not [n for n in os.listdir(attachments(node)) if ".corrupt." in n]
 
 
+def test_a_nads_literal_runtime_config_cannot_override_the_allocated_device(node, pod):
+    """Multus injects the device plugin's allocation as top-level `deviceID`/`pciBusID`;
+    libcni leaves a NAD's literal `runtimeConfig` alone unless the NAD declares capabilities.
+    runtimeConfig.deviceID won over the injected key, so a tenant picked any NIC (another pod's
+    allocation) while holding a different one in the scheduler's books."""
+    a, b = node.nics
+    conf = node.conf(a.pci, runtimeConfig={"deviceID": b.pci})  # A: what Multus injected
+    call = node.cni("ADD", conf, "c1", pod, "net1")
+    assert restored(node, b), "a NIC the device plugin did not allocate was taken"
+    if call.rc == 0:
+        ok(node.cni("DEL", conf, "c1", pod, "net1"))
+    else:
+        assert call.json["code"] == 7, call.stdout
+    assert restored(node, a) and records(node) == []
+
+
 def test_nad_ipam_cannot_create_links_on_the_node(node, pod, untouched):
     """`ipam.type` runs any CNI plugin in CNI_PATH, as root, in the node's netns, with a config
     we built: `bridge` creates (and leaves) `cni0` on the node before it fails."""
