@@ -78,17 +78,23 @@ def invoke(environ, stdin, state_dir, sysfs):
     env.update(AMD_HOST_DEVICE_SYSFS=sysfs, AMD_HOST_DEVICE_FALLBACK_DIRS="",
                AMD_HOST_DEVICE_STATE_DIR=state_dir,
                AMD_HOST_DEVICE_NODE_CONFIG=os.path.join(state_dir, "no-policy.conf"),
+               AMD_HOST_DEVICE_SOCKET=os.path.join(state_dir, "no-daemon.sock"),
                PATH=os.environ["PATH"])
     saved = (dict(os.environ), sys.stdin, sys.stdout, sys.stderr, sys.argv)
     sys.argv = ["amd-host-device"]  # as a runtime execs it: no arguments
     os.environ.clear()
     os.environ.update(env)
     sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
-    sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
+    # Real text streams over bytes, as a process has (VERSION writes to stdout.buffer).
+    sys.stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    sys.stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
     log._context.clear()
     try:
         rc = main.main()
-        return rc, sys.stdout.getvalue(), sys.stderr.getvalue()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return (rc, sys.stdout.buffer.getvalue().decode(),  # type: ignore[attr-defined]
+                sys.stderr.buffer.getvalue().decode())  # type: ignore[attr-defined]
     finally:
         out = saved
         os.environ.clear()
