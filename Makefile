@@ -92,10 +92,10 @@ test-installed: image
 	rc=$$?; rm -rf $$host; exit $$rc
 
 demo: setup
-	$(VPY) hack/demo.py
+	$(VPY) -m hack.demo
 
 bench: bundle base-image
-	$(VPY) hack/bench.py --plugin build/bundle/bin/amd-host-device
+	$(VPY) -m hack.bench --plugin build/bundle/bin/amd-host-device
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results

@@ -32,8 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simnode import REPO, SimNode, sh
+from tests.support.simnode import REPO, SimNode, sh
 
 CLONE_NEWNET = 0x40000000
 HOST_DEVICE = "/usr/lib/cni/host-device"
@@ -214,7 +213,7 @@ _ROOT_NS_FD: int | None = None
 
 def containerd_side_by_side(plugin: str, rounds: int) -> dict[str, Any]:
     """RunPodSandbox / StopPodSandbox wall time (ms) as the kubelet sees it, ours vs bare."""
-    from containerd_cri import Containerd
+    from tests.support.containerd_cri import Containerd
 
     times: dict[str, dict[str, list[float]]] = {s: {"RunPodSandbox": [], "StopPodSandbox": []}
                                                 for s in ("ours", "bare")}

@@ -12,12 +12,10 @@ a CNI config naming the plugin, so doctor may show a ✗; the demo does not depe
 from __future__ import annotations
 
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from multus import Attachment, MultusPod
-from simnode import SimNode, sh
+from tests.support.multus import Attachment, MultusPod
+from tests.support.simnode import SimNode, sh
 
 NAD = {"name": "amd-host-device-nad", "cniVersion": "0.3.1", "type": "amd-host-device"}
 

@@ -45,7 +45,7 @@ step "the node-targeted suite against $WORKER"
   --plugin=/opt/cni/bin/amd-host-device --cni-path=/opt/cni/bin
 
 step "a real pod with two NICs through Multus"
-nics=$($PY tests/e2e/nodeenv.py "docker://$WORKER" kind 2)
+nics=$($PY -m tests.support.nodeenv "docker://$WORKER" kind 2)
 echo "$nics"
 n1=$(echo "$nics" | $PY -c 'import json,sys; print(json.load(sys.stdin)[0]["name"])')
 n2=$(echo "$nics" | $PY -c 'import json,sys; print(json.load(sys.stdin)[1]["name"])')

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from plugin import backend, delegate, device, identity, log, uplink
+from plugin import NEWEST_CNI_VERSION, backend, delegate, device, identity, log, uplink
 from plugin.cni import Env
 from plugin.config import NetConf
 from plugin.errors import (
@@ -185,7 +185,7 @@ def add(env: Env, conf: NetConf) -> Result:
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
             # finds the NIC in the pod; only CHECK would need the ADD again.
-            store.save(record.advanced(PHASE_ATTACHED, result.to_dict("1.1.0")), durable=False)
+            store.save(record.advanced(PHASE_ATTACHED, result.to_dict(NEWEST_CNI_VERSION)), durable=False)
         except BaseException as e:
             log.error(f"ADD failed ({e!s:.200}); rolling back")
             _rollback(store, record, env, conf)

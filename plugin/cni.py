@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from plugin import CNI_VERSIONS
 from plugin.errors import INCOMPATIBLE_VERSION, INVALID_ENV, UNKNOWN_CONTAINER, CniError
 
-SUPPORTED_VERSIONS = CNI_VERSIONS
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 
 # libcni's rule for container IDs; it also keeps IDs safe to use in file names.
@@ -23,15 +22,15 @@ def version_key(version: str) -> tuple[int, int, int]:
     m = _VERSION.fullmatch(version) if isinstance(version, str) else None
     if not m:
         raise CniError(INCOMPATIBLE_VERSION, f"invalid cniVersion {version!r}",
-                       f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+                       f"supported: {', '.join(CNI_VERSIONS)}")
     return int(m[1]), int(m[2]), int(m[3])
 
 
 def require_supported(version: str) -> str:
     version_key(version)
-    if version not in SUPPORTED_VERSIONS:
+    if version not in CNI_VERSIONS:
         raise CniError(INCOMPATIBLE_VERSION, f"unsupported cniVersion {version!r}",
-                       f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+                       f"supported: {', '.join(CNI_VERSIONS)}")
     return version
 
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plugin import log
-from plugin.cni import SUPPORTED_VERSIONS, Env, version_key
+from plugin import CNI_VERSIONS, log
+from plugin.cni import Env, version_key
 from plugin.errors import DELEGATE_FAILED, NOT_AVAILABLE, CniError
 from plugin.state import NotRegular, read_regular
 
@@ -39,7 +39,7 @@ class Delegate:
     def pick_version(self, wanted: str) -> str:
         if wanted in self.versions:
             return wanted
-        common = [v for v in SUPPORTED_VERSIONS if v in self.versions]
+        common = [v for v in CNI_VERSIONS if v in self.versions]
         if not common:
             raise CniError(NOT_AVAILABLE, f"{self.path} speaks no CNI version we do",
                            f"it supports {', '.join(self.versions)}")

@@ -16,10 +16,8 @@ import _signal  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from plugin import CNI_VERSIONS as SUPPORTED  # noqa: E402
-from plugin.errors import DECODE_FAILURE, INTERNAL, CniError  # noqa: E402
-
-NEWEST = SUPPORTED[-1]
+from plugin import CNI_VERSIONS, NEWEST_CNI_VERSION  # noqa: E402
+from plugin.errors import DECODE_FAILURE, INTERNAL, INVALID_ENV, CniError  # noqa: E402
 
 
 def _reply(obj: dict[str, object]) -> None:
@@ -32,7 +30,7 @@ def _reply(obj: dict[str, object]) -> None:
 def _answer_version(stdin: bytes) -> None:
     from plugin.shim import version_reply
 
-    sys.stdout.buffer.write(version_reply(stdin, SUPPORTED))
+    sys.stdout.buffer.write(version_reply(stdin, CNI_VERSIONS))
 
 
 def _error_version(stdin: bytes) -> str:
@@ -42,8 +40,8 @@ def _error_version(stdin: bytes) -> str:
     try:
         asked = json.loads(stdin).get("cniVersion")
     except (ValueError, AttributeError, RecursionError):
-        return NEWEST
-    return asked if asked in SUPPORTED else NEWEST
+        return NEWEST_CNI_VERSION
+    return asked if asked in CNI_VERSIONS else NEWEST_CNI_VERSION
 
 
 def _on_sigterm(signum: int, _frame: object) -> None:
@@ -70,28 +68,31 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     raw = decode(stdin)
     conf = parse_netconf(raw, node_policy)
     log.record("start to main()", began - _STARTED)
-    if command == "ADD":
-        from plugin import add
+    match command:
+        case "ADD":
+            from plugin import add
 
-        log.record("imports (plugin modules)", time.perf_counter() - began)
-        return add.add(env, conf).to_dict(conf.cni_version)
-    if command == "DEL":
-        from plugin import delete
+            log.record("imports (plugin modules)", time.perf_counter() - began)
+            return add.add(env, conf).to_dict(conf.cni_version)
+        case "DEL":
+            from plugin import delete
 
-        log.record("imports (plugin modules)", time.perf_counter() - began)
-        delete.delete(env, conf)
-    elif command == "CHECK":
-        from plugin import check
+            log.record("imports (plugin modules)", time.perf_counter() - began)
+            delete.delete(env, conf)
+        case "CHECK":
+            from plugin import check
 
-        check.check(env, conf)
-    elif command == "STATUS":
-        from plugin import status
+            check.check(env, conf)
+        case "STATUS":
+            from plugin import status
 
-        status.status(env, conf)
-    else:
-        from plugin import release
+            status.status(env, conf)
+        case "GC":
+            from plugin import release
 
-        release.gc(env, conf, raw)
+            release.gc(env, conf, raw)
+        case _:  # parse_env refuses any other command first; VERSION never gets here
+            raise CniError(INVALID_ENV, f"CNI_COMMAND: {command!r} is not dispatched here")
     return None
 
 
@@ -113,7 +114,7 @@ def main() -> int:
     try:
         stdin = sys.stdin.buffer.read()
     except OSError as e:
-        _reply(CniError(DECODE_FAILURE, f"cannot read stdin: {e}").to_dict(NEWEST))
+        _reply(CniError(DECODE_FAILURE, f"cannot read stdin: {e}").to_dict(NEWEST_CNI_VERSION))
         return 1
     if command == "VERSION":
         _answer_version(stdin)

@@ -1,9 +1,6 @@
 import os
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "hack"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
 
 def pytest_addoption(parser):

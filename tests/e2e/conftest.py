@@ -6,7 +6,8 @@
 """
 
 import pytest
-from nodeenv import NodeEnv
+
+from tests.support.nodeenv import NodeEnv
 
 
 @pytest.fixture

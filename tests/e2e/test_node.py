@@ -3,7 +3,7 @@ on kind workers. Everything on the node is driven and observed through the testi
 
 import json
 
-from multus import Attachment, MultusPod
+from tests.support.multus import Attachment, MultusPod
 
 NAD = {"cniVersion": "1.0.0", "name": "amd-host-device-nad-nic", "type": "amd-host-device"}
 

@@ -11,7 +11,8 @@ import threading
 import time
 
 import pytest
-from simnode import SimNode
+
+from tests.support.simnode import SimNode
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/amd-host-device:0.1.0")

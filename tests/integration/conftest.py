@@ -4,7 +4,8 @@ import os
 import shutil
 
 import pytest
-from simnode import SimNode
+
+from tests.support.simnode import SimNode
 
 if os.geteuid() != 0:
     raise pytest.UsageError("integration tests need root (network namespaces)")

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from simnode import sh
+
+from tests.support.simnode import sh
 
 
 def assert_error(call, code, word=""):

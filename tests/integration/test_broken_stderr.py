@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 
-from simnode import CNI_DIRS
+from tests.support.simnode import CNI_DIRS
 
 
 def _records(node):

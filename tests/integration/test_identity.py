@@ -9,7 +9,8 @@ import os
 import subprocess
 
 import pytest
-from simnode import sh
+
+from tests.support.simnode import sh
 
 
 def ok(call):

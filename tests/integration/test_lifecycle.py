@@ -5,7 +5,8 @@ simulated node runs in its netns the way the DaemonSet runs it on a node.
 """
 
 import pytest
-from simnode import sh
+
+from tests.support.simnode import sh
 
 VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 

@@ -283,7 +283,7 @@ def test_doctor_no_pci_nics(node, ready, tmp_path):
 def test_doctor_flags_a_nic_that_carries_the_default_route(node, ready):
     nic = node.nics[0]
     node_ns = node.node
-    from simnode import sh
+    from tests.support.simnode import sh
 
     sh("ip", "-n", node_ns, "route", "add", "default", "via", nic.peer_v4, "dev", nic.name)
     _, checks = doctor(node, ready)

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from simnode import sh
+from tests.support.simnode import sh
 
 
 def ok(call):

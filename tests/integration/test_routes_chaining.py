@@ -6,8 +6,9 @@ import os
 import sys
 
 import pytest
-from multus import Attachment, MultusPod
-from simnode import sh
+
+from tests.support.multus import Attachment, MultusPod
+from tests.support.simnode import sh
 
 
 def ok(call):

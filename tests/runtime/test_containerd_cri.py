@@ -13,9 +13,10 @@ import uuid
 
 import grpc
 import pytest
-from containerd_cri import Containerd, in_netns
 from cri_api.v1 import api_pb2
-from simnode import SimNode
+
+from tests.support.containerd_cri import Containerd, in_netns
+from tests.support.simnode import SimNode
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import subprocess
 import uuid
 
 import pytest
-from simnode import SimNode
+
+from tests.support.simnode import SimNode
 
 PROBE = os.environ.get("PROBE_IMAGE", "localhost/amd-host-device-probe:bookworm")
 

@@ -14,11 +14,12 @@ import shutil
 import subprocess
 
 import pytest
-from grammar import violations
 from helpers import logging_ip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simnode import SimNode
+
+from tests.support.grammar import violations
+from tests.support.simnode import SimNode
 
 EXAMPLES = int(os.environ.get("HOSTILE_STATE_EXAMPLES", "40"))
 

@@ -13,7 +13,8 @@ import threading
 
 import pytest
 from helpers import attachments, edit_record, gc_call, ns, ok, reconcile, records, restored
-from simnode import sh
+
+from tests.support.simnode import sh
 
 
 def flags(node, nic):

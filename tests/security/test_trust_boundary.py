@@ -7,7 +7,6 @@ import os
 import stat
 
 import pytest
-from grammar import violations
 from helpers import (
     attachments,
     edit_record,
@@ -19,7 +18,9 @@ from helpers import (
     records,
     restored,
 )
-from simnode import sh
+
+from tests.support.grammar import violations
+from tests.support.simnode import sh
 
 INJECT = "\nnetns exec {ns} /usr/bin/touch {file}\n"
 

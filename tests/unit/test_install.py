@@ -4,15 +4,11 @@ node policy is validated and written atomically."""
 
 import json
 import os
-import pathlib
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "container"))
-import freeze  # noqa: E402
-import install  # noqa: E402
+from container import freeze, install
 
 ANSWER = ("import json, sys\n"
           "print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['1.0.0', '1.1.0'],"

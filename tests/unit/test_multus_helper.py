@@ -4,7 +4,8 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from multus import Attachment, MultusError, MultusPod
+
+from tests.support.multus import Attachment, MultusError, MultusPod
 
 NAD = {"cniVersion": "1.0.0", "name": "amd-host-device-nad-nic", "type": "amd-host-device"}
 CHAIN = {"cniVersion": "0.4.0", "name": "chain", "plugins": [

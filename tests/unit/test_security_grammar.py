@@ -3,14 +3,11 @@ and nothing else; a checker that accepted anything would prove nothing."""
 
 import json
 import pathlib
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "security"))
-from grammar import Bad, batch_line, log_line
-
 from plugin.netinfo import parse_snapshot
+from tests.support.grammar import Bad, batch_line, log_line
 
 DATA = pathlib.Path(__file__).parent.parent / "data"
 

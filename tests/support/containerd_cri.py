@@ -27,7 +27,8 @@ from typing import Any
 
 import grpc
 from cri_api.v1 import api_pb2, api_pb2_grpc
-from simnode import REPO, SimNode
+
+from tests.support.simnode import REPO, SimNode
 
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/amd-host-device-base:bookworm")
 SANDBOX_IMAGE = os.environ.get("SANDBOX_IMAGE", "localhost/amd-host-device-pause:bookworm")

@@ -9,15 +9,13 @@ addresses and state files. The same code makes the NICs for `hack/kind-e2e.sh`.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shlex
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "hack"))
-from simnode import CniCall
+from tests.support.simnode import CniCall
 
 
 @dataclass(frozen=True)
@@ -186,7 +184,7 @@ class NodeEnv:
 
 
 def main() -> int:
-    """`python tests/e2e/nodeenv.py HOST_URL TAG [NICS]`: make NICs (with their top-of-rack peer)
+    """`python -m tests.support.nodeenv HOST_URL TAG [NICS]`: make NICs (with their top-of-rack peer)
     on a node, the same way the suite does, and leave them there; prints them as JSON.
     Used by hack/kind-e2e.sh to give a kind worker NICs for a real pod."""
     import testinfra

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_PLUGIN = os.path.join(REPO, ".venv", "bin", "amd-host-device")
 CNI_DIRS = ("/usr/lib/cni",)
 
@@ -201,13 +201,8 @@ class SimNode:
         return self.daemon.pid
 
     def daemon_ready(self) -> bool:
-        import sys
+        from plugin.daemon_client import ping
 
-        sys.path.insert(0, REPO)
-        try:
-            from plugin.daemon_client import ping
-        finally:
-            sys.path.remove(REPO)
         return ping(self.socket)
 
     def stop_daemon(self, timeout: float = 60) -> int | None:
