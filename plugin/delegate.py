@@ -72,9 +72,9 @@ def find(cni_path: Sequence[str]) -> str:
 
 
 def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    """Run the delegate in its own session (so its own process group): on timeout the whole
-    group is killed, the IPAM plugin it runs and whatever that runs included. A runaway chain
-    (a plugin that runs itself) cannot outlive us."""
+    """Run the delegate in its own session (so its own process group): on timeout, or when we
+    are interrupted (SIGTERM), the whole group is killed, the IPAM plugin it runs and whatever
+    that runs included. A runaway chain (a plugin that runs itself) cannot outlive us."""
     try:
         with log.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"), \
                 subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -86,6 +86,9 @@ def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.Complet
                 _kill_group(proc)
                 raise CniError(DELEGATE_FAILED, f"{PLUGIN} did not answer in "
                                f"{TIMEOUT_SECONDS:g}s; its process group was killed") from None
+            except BaseException:  # SIGTERM (SystemExit) mid-call: no wait for it, roll back
+                _kill_group(proc)
+                raise
             return subprocess.CompletedProcess([path], proc.returncode, out, err)
     except OSError as e:
         raise CniError(NOT_AVAILABLE, f"cannot run {path}: {e.strerror}") from None
@@ -93,7 +96,7 @@ def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.Complet
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the delegate's process group. Its leader is our child and not yet reaped
-    (communicate timed out), so the group id is still ours: nothing else can hold it."""
+    (communicate did not return), so the group id is still ours: nothing else can hold it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
