@@ -16,6 +16,9 @@ COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 _CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _VERSION = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")
 _IFNAME_MAX = 15
+# libcni's ValidateNetworkName uses the same characters as container IDs and sets no length;
+# ours is bounded so a record carrying the name (GC's key) always reads back (plugin/state.py).
+NETWORK_NAME_MAX = 4096
 
 
 def version_key(version: str) -> tuple[int, int, int]:
@@ -42,6 +45,12 @@ def valid_ifname(name: str) -> bool:
             and name not in (".", "..")
             and not any(c in "/:;\"'#\\" or c.isspace() for c in name)
             and name.isprintable())
+
+
+def valid_network_name(name: str) -> bool:
+    """libcni's network-name rule (alphanumerics, then also '_', '.', '-'), at most
+    NETWORK_NAME_MAX characters: what host-device accepts, and what a record reads back."""
+    return len(name) <= NETWORK_NAME_MAX and _CONTAINER_ID.fullmatch(name) is not None
 
 
 def parse_cni_args(raw: str) -> dict[str, str]:

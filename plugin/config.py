@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from plugin.cni import require_supported
+from plugin.cni import NETWORK_NAME_MAX, require_supported, valid_network_name
 from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
 from plugin.policy import PATH_ENV, NodePolicy, clean_path
 
@@ -28,7 +28,7 @@ class NetConf:
 
     cni_version: str
     name: str
-    device_id: str          # PCI address as given (runtimeConfig.deviceID > deviceID > pciBusID)
+    device_id: str          # PCI address as given (deviceID > pciBusID > runtimeConfig.deviceID)
     device: str             # netdev name, for nodes without a device plugin
     ipam: Mapping[str, Any] | None
     state_dir: str
@@ -78,8 +78,10 @@ def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> N
         raise _invalid("cniVersion", version, "must be a string")
     require_supported(version)
     name = obj.get("name")
-    if not isinstance(name, str) or not name:
-        raise _invalid("name", name, "must be a non-empty string")
+    if not isinstance(name, str) or not valid_network_name(name):
+        raise _invalid("name", name, "must be a network name (libcni's rule: a letter or "
+                       "digit, then letters, digits, '_', '.', '-'; at most "
+                       f"{NETWORK_NAME_MAX} characters)")
     for key in _UNSUPPORTED_SELECTORS:
         if key in obj:
             raise CniError(UNSUPPORTED_FIELD, f"unsupported field {key!r}",
@@ -87,13 +89,16 @@ def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> N
     runtime = obj.get("runtimeConfig") or {}
     if not isinstance(runtime, dict):
         raise _invalid("runtimeConfig", runtime, "must be an object")
-    device_id = (_opt_str(runtime, "deviceID") or _opt_str(obj, "deviceID")
-                 or _opt_str(obj, "pciBusID"))
+    device_id = _device_id(obj, runtime)
     ipam = obj.get("ipam")
     if ipam is not None and (not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str)
                              or not ipam.get("type")):
         raise _invalid("ipam", ipam, "must be an object with a 'type'")
     policy = policy or NodePolicy()
+    if ipam is not None and ipam["type"] not in policy.allowed_ipam_types:
+        raise _policy_says("ipam.type", f"{_short(ipam['type'])} is not one of the node's "
+                           f"allowedIpamTypes {list(policy.allowed_ipam_types)}",
+                           "it names a CNI plugin the node runs as root")
     _agrees_with_policy(obj, policy)
     allow = policy.allow_default_route_device and obj.get("allowDefaultRouteDevice", True)
     timeout = obj.get("lockTimeoutSeconds", DEFAULT_LOCK_TIMEOUT)
@@ -113,10 +118,40 @@ def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> N
                    allow, float(timeout), prev, injections, warnings, policy)
 
 
-def _policy_says(key: str, why: str) -> CniError:
+def _device_id(obj: Mapping[str, Any], runtime: Mapping[str, Any]) -> str:
+    """The PCI address. Multus injects the device plugin's allocation as top-level `deviceID`
+    and `pciBusID`; a NAD's literal `runtimeConfig` reaches us untouched unless the NAD declares
+    the capability, so `runtimeConfig.deviceID` is used only when neither top-level key is set,
+    and any two of them that name different functions are code 7 (never a silent choice)."""
+    given = [(key, _opt_str(src, field)) for key, src, field in (
+        ("deviceID", obj, "deviceID"), ("pciBusID", obj, "pciBusID"),
+        ("runtimeConfig.deviceID", runtime, "deviceID"))]
+    given = [(key, value) for key, value in given if value]
+    if not given:
+        return ""
+    first_key, first = given[0]
+    for key, value in given[1:]:
+        if _same_function(value) != _same_function(first):
+            raise _invalid(key, value, f"names another device than {first_key}={first!r} "
+                           "(top-level deviceID/pciBusID are what Multus allocated)")
+    return first
+
+
+def _same_function(address: str) -> str:
+    """For comparison only: a PCI address in canonical form, anything else as given."""
+    from plugin.device import normalize_pci
+
+    try:
+        return normalize_pci(address)
+    except CniError:
+        return address
+
+
+def _policy_says(key: str, why: str, because: str = "") -> CniError:
+    setting = "allowedIpamTypes" if key == "ipam.type" else key
     return CniError(INVALID_CONFIG, f"invalid {key} in the network configuration: {why}",
-                    f"{key} is node policy (${PATH_ENV} or the node's amd-host-device.conf); "
-                    "a NAD may only repeat it")
+                    f"{setting} is node policy (${PATH_ENV} or the node's amd-host-device.conf)"
+                    + (f"; {because}" if because else "; a NAD may only repeat it"))
 
 
 def _agrees_with_policy(obj: Mapping[str, Any], policy: NodePolicy) -> None:

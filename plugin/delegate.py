@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,14 +72,34 @@ def find(cni_path: Sequence[str]) -> str:
 
 
 def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    """Run the delegate in its own session (so its own process group): on timeout, or when we
+    are interrupted (SIGTERM), the whole group is killed, the IPAM plugin it runs and whatever
+    that runs included. A runaway chain (a plugin that runs itself) cannot outlive us."""
     try:
-        with log.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"):
-                return subprocess.run([path], input=stdin, env=dict(env), capture_output=True,
-                                  timeout=TIMEOUT_SECONDS, check=False)
-    except subprocess.TimeoutExpired:
-        raise CniError(DELEGATE_FAILED, f"{PLUGIN} did not answer in {TIMEOUT_SECONDS:g}s") from None
+        with log.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"), \
+                subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=dict(env),
+                                 start_new_session=True) as proc:
+            try:
+                out, err = proc.communicate(stdin, timeout=TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                raise CniError(DELEGATE_FAILED, f"{PLUGIN} did not answer in "
+                               f"{TIMEOUT_SECONDS:g}s; its process group was killed") from None
+            except BaseException:  # SIGTERM (SystemExit) mid-call: no wait for it, roll back
+                _kill_group(proc)
+                raise
+            return subprocess.CompletedProcess([path], proc.returncode, out, err)
     except OSError as e:
         raise CniError(NOT_AVAILABLE, f"cannot run {path}: {e.strerror}") from None
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the delegate's process group. Its leader is our child and not yet reaped
+    (communicate did not return), so the group id is still ours: nothing else can hold it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _versions_from_cache(path: str, cache_dir: str) -> tuple[str, ...] | None:

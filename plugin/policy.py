@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,9 @@ class NodePolicy:
     allow_default_route_device: bool = False   # move a NIC that carries the node's uplink
     allow_non_pci_devices: bool = False        # `device` may name a netdev with no PCI parent
     allow_port_devices: bool = False           # move a bridge/bond port or a NIC with uppers
+    # IPAM plugins a NAD's `ipam.type` may name: each is a CNI plugin the node runs as root
+    # with the NAD's keys. A NAD without `ipam` uses the NIC's own addresses (static).
+    allowed_ipam_types: tuple[str, ...] = ("static",)
     socket: str = DEFAULT_SOCKET               # the daemon's unix socket (thick mode)
     metrics_port: int = 0                      # the daemon's Prometheus port; 0 = off
     log_file: str = ""                         # extra log file; "" = stderr/stdout only
@@ -48,12 +52,15 @@ _KEYS: Mapping[str, tuple[str, type]] = {
     "allowDefaultRouteDevice": ("allow_default_route_device", bool),
     "allowNonPciDevices": ("allow_non_pci_devices", bool),
     "allowPortDevices": ("allow_port_devices", bool),
+    "allowedIpamTypes": ("allowed_ipam_types", list),
     "socket": ("socket", str),
     "metricsPort": ("metrics_port", int),
     "logFile": ("log_file", str),
     "logFileMaxBytes": ("log_file_max_bytes", int),
 }
 _PATH_FIELDS = ("state_dir", "socket", "log_file")
+# A CNI plugin's file name in CNI_PATH (libcni's name characters; never a path).
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
 
 
 def _bad(path: str, why: str) -> CniError:
@@ -102,6 +109,10 @@ def parse(obj: Mapping[str, Any], source: str) -> NodePolicy:
             if cleaned is None:
                 raise _bad(source, f"{key} must be an absolute path without '..'")
             value = cleaned
+        if kind is list:
+            if not all(isinstance(t, str) and _PLUGIN_NAME.fullmatch(t) for t in value):
+                raise _bad(source, f"{key} must be a list of CNI plugin names")
+            value = tuple(value)
         fields[name] = value
     if not 0 <= fields.get("metrics_port", 0) <= 65535:
         raise _bad(source, "metricsPort must be 0 (off) or a port number")

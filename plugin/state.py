@@ -35,7 +35,7 @@ from typing import Any
 
 from plugin import log
 from plugin import validate as v
-from plugin.errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
+from plugin.errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CniError
 from plugin.identity import NicIdentity
 from plugin.netinfo import LinkSnapshot
 
@@ -131,12 +131,16 @@ def displayable(value: str) -> str:
 
 
 def _attachment_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """network, pod, master, uppers: validated on read (a record is hostile input)."""
-    from plugin.cni import valid_ifname
+    """network, pod, master, uppers: validated on read (a record is hostile input). network:
+    any name ADD accepts (libcni's rule), or what older versions stored (printable)."""
+    from plugin.cni import valid_ifname, valid_network_name
 
     out: dict[str, Any] = {}
     for key in ("network", "pod", "master"):
         value = obj.get(key, "")
+        if key == "network" and isinstance(value, str) and valid_network_name(value):
+            out[key] = value  # whatever name ADD accepts (plugin/config.py) reads back
+            continue
         if not isinstance(value, str) or displayable(value) != value:
             raise ValueError(f"{key}: must be a printable string of at most {_DISPLAY_MAX} "
                              "characters")
@@ -149,6 +153,19 @@ def _attachment_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("uppers: must be a list of interface names")
     out["uppers"] = tuple(uppers)
     return out
+
+
+def _reads_back(data: bytes) -> None:
+    """Refuse to write a record the reader would set aside: a field ADD stored that DEL could
+    not read back would lose the NIC (the record is written before the NIC moves)."""
+    try:
+        if len(data) > MAX_FILE_BYTES:
+            raise v.Corrupt(f"record: {len(data)} bytes, over {MAX_FILE_BYTES}")
+        Record.from_json(json.loads(data))
+    except (ValueError, RecursionError) as e:  # validate.Corrupt is a ValueError
+        why = "the record would not read back, so the NIC could not be given back"
+        raise CniError(INVALID_CONFIG, f"refusing to record this attachment: {str(e)[:200]}",
+                       why) from None
 
 
 def container_id(value: object, what: str) -> str:
@@ -425,7 +442,9 @@ class StateStore:
     def _save(self, record: Record, durable: bool) -> None:
         self.ensure()
         path = self._record_path(record.container_id, record.ifname)
-        self.write_file(path, json.dumps(record.to_json(), sort_keys=True).encode(), durable)
+        data = json.dumps(record.to_json(), sort_keys=True).encode()
+        _reads_back(data)
+        self.write_file(path, data, durable)
         index = os.path.join(self._devices, self._safe_key(record.device_key))
         target = os.path.relpath(path, self._devices)
         try:
@@ -484,8 +503,9 @@ class StateStore:
         return self._load(self._record_path(container_id, ifname))
 
     def holder_of(self, device_key: str) -> Record | None:
-        """The attachment the index says holds this device, if its record still exists. The
-        index must point at a file in attachments/: anything else is dropped, never followed."""
+        """The attachment the index says holds this device, if its record still exists and
+        names this device. The index must point at a file in attachments/ whose record holds
+        this device: anything else is set aside, never followed."""
         if not self._layout_ours():
             return None
         index = os.path.join(self._devices, self._safe_key(device_key))
@@ -502,7 +522,13 @@ class StateStore:
                 or name.startswith("."):
             set_aside(index, f"points outside attachments/ ({target[:80]!r})")
             return None
-        return self._load(os.path.join(self._attachments, name))
+        record = self._load(os.path.join(self._attachments, name))
+        if record is not None and record.device_key != device_key:
+            # Another device's record: a wrong index, never proof this device is held.
+            set_aside(index, f"points at {record.attachment[:80]!r}, which holds "
+                      f"{record.device_key}")
+            return None
+        return record
 
     def remove(self, record: Record) -> None:
         with log.span("state I/O"):

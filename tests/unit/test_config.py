@@ -16,12 +16,55 @@ def test_defaults():
 
 
 def test_device_id_precedence():
-    c = parse_netconf({**MIN, "pciBusID": "0000:03:00.0", "deviceID": "0000:02:00.0",
-                       "runtimeConfig": {"deviceID": "0000:01:00.0"}})
-    assert c.device_id == "0000:01:00.0"
-    assert parse_netconf({**MIN, "pciBusID": "0000:03:00.0", "deviceID": "0000:02:00.0"}
-                         ).device_id == "0000:02:00.0"
+    """Top-level deviceID/pciBusID (what Multus injects) win; runtimeConfig.deviceID only when
+    neither is set; the same function written two ways is one device."""
+    assert parse_netconf({**MIN, "pciBusID": "0000:03:00.0", "deviceID": "03:00.0",
+                          "runtimeConfig": {"deviceID": "0000:03:00.0"}}
+                         ).device_id == "03:00.0"
     assert parse_netconf({**MIN, "pciBusID": "0000:03:00.0"}).device_id == "0000:03:00.0"
+    assert parse_netconf({**MIN, "runtimeConfig": {"deviceID": "0000:01:00.0"}}
+                         ).device_id == "0000:01:00.0"
+
+
+@pytest.mark.parametrize("keys,named", [
+    ({"deviceID": "0000:02:00.0", "runtimeConfig": {"deviceID": "0000:01:00.0"}},
+     "runtimeConfig.deviceID"),
+    ({"pciBusID": "0000:02:00.0", "runtimeConfig": {"deviceID": "0000:01:00.0"}},
+     "runtimeConfig.deviceID"),
+    ({"deviceID": "0000:02:00.0", "pciBusID": "0000:03:00.0"}, "pciBusID"),
+])
+def test_device_ids_that_disagree_are_code_7(keys, named):
+    """A NAD's literal runtimeConfig.deviceID must not pick another NIC than the allocation."""
+    with pytest.raises(CniError) as e:
+        parse_netconf({**MIN, **keys})
+    assert e.value.code == 7 and named in e.value.msg
+
+
+@pytest.mark.parametrize("name", ["n", "amd-host-device-nad", "a.b_c-1", "9", "n" * 4096])
+def test_network_names_libcni_accepts(name):
+    assert parse_netconf({**MIN, "name": name}).name == name
+
+
+@pytest.mark.parametrize("name", ["", "-a", ".a", "_a", "a b", "a/b", "a\nb", "né", "a:b",
+                                  "n" * 4097])
+def test_network_names_libcni_refuses_are_code_7(name):
+    with pytest.raises(CniError) as e:
+        parse_netconf({**MIN, "name": name})
+    assert e.value.code == 7 and "name" in e.value.msg
+
+
+def test_ipam_type_must_be_allowed_by_node_policy():
+    """A NAD's ipam.type names a plugin the node runs as root: only the admin's list."""
+    assert parse_netconf({**MIN, "ipam": {"type": "static"}}).ipam == {"type": "static"}
+    for kind in ("host-local", "bridge", "ptp", "../../bin/sh"):
+        with pytest.raises(CniError) as e:
+            parse_netconf({**MIN, "ipam": {"type": kind}})
+        assert e.value.code == 7 and "ipam.type" in e.value.msg
+        assert "allowedIpamTypes" in e.value.details
+    policy = NodePolicy(allowed_ipam_types=("static", "whereabouts"))
+    assert parse_netconf({**MIN, "ipam": {"type": "whereabouts"}}, policy).ipam is not None
+    with pytest.raises(CniError):
+        parse_netconf({**MIN, "ipam": {"type": "host-local"}}, policy)
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[1]", b"\xff\xfe", b"null", b'"x"', b"[" * 100000])

@@ -1,6 +1,8 @@
 """Version negotiation with the delegate, and finding it."""
 
+import contextlib
 import os
+import signal
 
 import pytest
 
@@ -35,3 +37,31 @@ def test_cni_path_first(tmp_path, monkeypatch):
     with pytest.raises(CniError) as e:
         delegate.find([str(tmp_path / "nope")])
     assert e.value.code == 50
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_delegate_that_hangs_is_killed_with_everything_it_started(tmp_path, monkeypatch):
+    """The delegate runs in its own process group; on timeout the whole group is killed, so
+    an IPAM chain it started cannot outlive us (a plugin running itself is a fork bomb)."""
+    pidfile = tmp_path / "child.pid"
+    plugin = tmp_path / "host-device"
+    plugin.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pidfile}\nexec sleep 600\n")
+    os.chmod(plugin, 0o755)
+    monkeypatch.setattr(delegate, "TIMEOUT_SECONDS", 2.0)
+    try:
+        with pytest.raises(CniError) as e:
+            delegate._exec(str(plugin), {"PATH": os.environ["PATH"]}, b"{}")
+        assert e.value.code == 100 and "process group" in e.value.msg
+        child = int(pidfile.read_text())
+        assert _dead(child), "the delegate's child outlived the timeout"
+    finally:
+        if pidfile.exists() and pidfile.read_text().strip():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)

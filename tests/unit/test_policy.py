@@ -20,6 +20,7 @@ def test_missing_file_means_narrow_defaults(tmp_path):
     assert p == policy.NodePolicy()
     assert not (p.allow_default_route_device or p.allow_non_pci_devices or p.allow_port_devices)
     assert p.state_dir == policy.DEFAULT_STATE_DIR and p.metrics_port == 0 and p.log_file == ""
+    assert p.allowed_ipam_types == ("static",)
 
 
 def test_file_keys(tmp_path):
@@ -28,6 +29,12 @@ def test_file_keys(tmp_path):
     assert (p.state_dir, p.allow_default_route_device, p.allow_non_pci_devices, p.metrics_port) \
         == ("/srv/ahd", True, True, 9109)
     assert p.source.endswith("amd-host-device.conf")
+
+
+def test_allowed_ipam_types(tmp_path):
+    p = load(tmp_path, {"allowedIpamTypes": ["static", "whereabouts", "host-local"]})
+    assert p.allowed_ipam_types == ("static", "whereabouts", "host-local")
+    assert load(tmp_path, {"allowedIpamTypes": []}).allowed_ipam_types == ()
 
 
 def test_env_overrides_the_file(tmp_path):
@@ -40,6 +47,8 @@ def test_env_overrides_the_file(tmp_path):
     "{", "[]", {"stateDir": "relative"}, {"stateDir": "/a/../b"}, {"stateDir": 5},
     {"allowDefaultRouteDevice": "yes"}, {"metricsPort": True}, {"metricsPort": 70000},
     {"logFileMaxBytes": 10}, {"allowDefaultRoute": True}, {"stateDir": ""},
+    {"allowedIpamTypes": "static"}, {"allowedIpamTypes": [5]}, {"allowedIpamTypes": ["../sh"]},
+    {"allowedIpamTypes": ["/usr/bin/x"]}, {"allowedIpamTypes": [""]},
 ])
 def test_bad_file_is_code_7_naming_the_file(tmp_path, content):
     with pytest.raises(CniError) as e:

@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import stat
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -173,3 +174,31 @@ def test_record_fields_are_validated(field, value):
     with pytest.raises(ValueError) as e:
         Record.from_json(obj)
     assert field in str(e.value) or "format" in str(e.value)
+
+
+def test_an_index_pointing_at_another_devices_record_is_set_aside(tmp_path):
+    """devices/<A> -> B's record never says A is held (it blocked every ADD of A)."""
+    store = StateStore(str(tmp_path))
+    b = rec("c2", key="0000:02:00.0")
+    store.save(b)
+    os.symlink("../attachments/c2@net1.json", tmp_path / "devices" / "0000:01:00.0")
+    assert store.holder_of("0000:01:00.0") is None
+    assert store.holder_of("0000:02:00.0") == b and store.load("c2", "net1") == b
+    assert any(n.startswith("0000:01:00.0.corrupt.") for n in os.listdir(tmp_path / "devices"))
+
+
+@pytest.mark.parametrize("network", ["n" * 318, "n" * 4096, "a.b_c-d"])
+def test_every_network_name_add_accepts_reads_back(tmp_path, network):
+    store = StateStore(str(tmp_path))
+    r = replace(rec(), network=network, pod="ns/" + "p" * 253)
+    store.save(r)
+    assert store.load("c1", "net1") == r
+
+
+def test_a_record_that_would_not_read_back_is_never_written(tmp_path):
+    """A field ADD stores that DEL could not read back would lose the NIC: refuse up front."""
+    store = StateStore(str(tmp_path))
+    with pytest.raises(CniError) as e:
+        store.save(replace(rec(), pod="p" * 400))
+    assert e.value.code == 7 and "pod" in e.value.msg
+    assert os.listdir(tmp_path / "attachments") == []
