@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from plugin import log
 from plugin.imports import load_sh
+from plugin.netns import is_net as is_netns
 
 # Failures that go away by themselves: the kernel or another agent is busy with the device.
 _TRANSIENT = ("Device or resource busy", "Resource temporarily unavailable",
@@ -25,6 +26,9 @@ MISSING = ("Cannot find device", "does not exist", "No such device")
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
 RETRY_ATTEMPTS = 5
 RETRY_SECONDS = 3.0
+# A backstop: no ip/ethtool/nsenter call takes this long unless something holds it (an open()
+# on a FIFO, a wedged driver). It is killed, and the failure is not retried.
+COMMAND_TIMEOUT_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -45,6 +49,27 @@ class CommandFailed(Exception):
         return is_missing(self.stderr)
 
 
+class TimedOut(CommandFailed):
+    """Killed after COMMAND_TIMEOUT_SECONDS: never retried."""
+
+    def __init__(self, argv: Sequence[str], seconds: float) -> None:
+        super().__init__(argv, 124, f"killed after {seconds:g} s without an answer")
+
+    def transient(self, missing_is_transient: bool = False) -> bool:
+        return False
+
+
+class NotANetns(CommandFailed):
+    """The path given as a network namespace is none (a FIFO, another kind of namespace...):
+    nothing is run in it, and asking again will not help."""
+
+    def __init__(self, argv: Sequence[str], path: str) -> None:
+        super().__init__(argv, 125, f"{path} is not a network namespace")
+
+    def transient(self, missing_is_transient: bool = False) -> bool:
+        return False
+
+
 def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     sh = load_sh()
     started = time.monotonic()
@@ -53,9 +78,12 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     except sh.CommandNotFound:
         raise CommandFailed(argv, 127, f"{argv[0]}: command not found") from None
     try:
-        proc = cmd(*argv[1:], _in=stdin, _tty_out=False, _return_cmd=True, _encoding="utf-8")
+        proc = cmd(*argv[1:], _in=stdin, _tty_out=False, _return_cmd=True, _encoding="utf-8",
+                   _timeout=COMMAND_TIMEOUT_SECONDS)
     except sh.ErrorReturnCode as e:
         raise CommandFailed(argv, e.exit_code, e.stderr.decode("utf-8", "replace")) from None
+    except sh.TimeoutException:
+        raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS) from None
     finally:
         log.timing(argv, time.monotonic() - started)
     return str(proc.stdout.decode("utf-8", "replace"))
@@ -96,8 +124,11 @@ def in_netns(argv: Sequence[str], netns: str) -> list[str]:
 
 def run(argv: Sequence[str], stdin: str | None = None, netns: str = "",
         missing_is_transient: bool = False) -> str:
-    """Run a command, inside the network namespace at path `netns` when given."""
+    """Run a command, inside the network namespace at path `netns` when given; a path that
+    is not a network namespace is refused before anything opens it (plugin/netns.py)."""
     full = in_netns(argv, netns)
+    if netns and not is_netns(netns):
+        raise NotANetns(full, netns)
     return with_retries(lambda: _run_once(full, stdin), missing_is_transient)
 
 
@@ -205,6 +236,8 @@ def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
     try:
         run(["ip", "-force", "-batch", "-"], stdin=text, netns=netns)
         return []
+    except (TimedOut, NotANetns):
+        raise  # line by line would only fail (or wait) the same way
     except CommandFailed as e:
         if e.exit_code == 127:
             raise

@@ -118,6 +118,22 @@ def pci_parent(name: str) -> str:
     return ""
 
 
+def belongs_to(name: str, address: str) -> bool:
+    """Whether sysfs says netdev `name` is PCI function `address`'s: it is listed under
+    bus/pci/devices/<address>/net/, or class/net/<name>/device is that function. What proves
+    a legacy mapping's NIC on the node, where its name alone proves nothing (lo, a bridge)."""
+    if not _PCI_FULL.fullmatch(address) or not valid_ifname(name) or name in (".", ".."):
+        return False
+    address = address.lower()
+    if os.path.isdir(os.path.join(pci_dir(address), "net", name)):
+        return True
+    try:
+        parent = os.readlink(os.path.join(sysfs_root(), "class", "net", name, "device"))
+    except OSError:
+        return False
+    return os.path.basename(parent).lower() == address
+
+
 def resolve(device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
     """PCI address first (what the device plugin allocated), else a netdev name, which must be
     a PCI NIC's unless node policy allows others (a pod's veth must never be taken)."""

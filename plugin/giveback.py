@@ -9,6 +9,7 @@ looked into only when it is the namespace ADD recorded.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -113,16 +114,20 @@ class PodView:
 
 
 def choose_netns(record: Record, env_netns: str, env_id: str, recorded_id: str,
-                 node_id: str) -> PodView:
-    """Pure: which namespace is the attachment's pod. Identities are "dev:inode".
+                 node_id: str, env_present: bool = False) -> PodView:
+    """Pure: which namespace is the attachment's pod. Identities are "dev:inode" of a verified
+    network namespace, "" for a path that is none (plugin/netns.py).
 
     CNI_NETNS is looked into only when it is the namespace ADD recorded (a path reused by
-    another pod is not this pod), and never when it is the node's own netns."""
+    another pod is not this pod), and never when it is the node's own netns. env_present: the
+    CNI_NETNS path exists (then an empty env_id means it is no network namespace: not the pod).
+    A recorded path that is no network namespace is the pod's gone netns."""
     recorded_alive = bool(recorded_id) and (not record.netns_id or recorded_id == record.netns_id)
     gone = not recorded_alive
     if env_netns:
         if not env_id:
-            return PodView("", "", gone)
+            return PodView("", f"CNI_NETNS {env_netns} is not a network namespace: not looking "
+                           "into it" if env_present else "", gone)
         if env_id == node_id:
             return PodView("", f"CNI_NETNS {env_netns} is the node's own netns: nothing is "
                            "moved out of it", gone)
@@ -136,9 +141,17 @@ def choose_netns(record: Record, env_netns: str, env_id: str, recorded_id: str,
 
 
 def pod_view(record: Record, env_netns: str) -> PodView:
-    return choose_netns(record, env_netns, netns_identity(env_netns) if env_netns else "",
-                        netns_identity(record.netns) if record.netns else "",
-                        netns_identity("/proc/self/ns/net"))
+    """Paths are checked to be network namespaces before anything opens them: a FIFO or a
+    mount namespace in a record (or in CNI_NETNS) is never entered."""
+    env_id = netns_identity(env_netns) if env_netns else ""
+    recorded_id = netns_identity(record.netns) if record.netns else ""
+    if record.netns and not recorded_id and os.path.lexists(record.netns):
+        log.warn(f"the recorded netns {record.netns} of {record.attachment} is not a network "
+                 "namespace: looking for the NIC on the node only")
+    return choose_netns(record, env_netns, env_id, recorded_id,
+                        netns_identity("/proc/self/ns/net"),
+                        env_present=bool(env_netns) and not env_id
+                        and os.path.lexists(env_netns))
 
 
 def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAIT_SECONDS,

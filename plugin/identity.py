@@ -9,7 +9,8 @@ an alias or a MAC proves nothing. What it cannot change:
   the namespace one looks from, so it is recorded once per frame: from the node before the
   move, from the pod right after it, and compared only within the same frame.
 
-Pure functions over `ip -d -j link show` objects: no commands run here.
+Pure functions over `ip -d -j link show` objects: no commands run here (a legacy mapping's
+NIC is proven by the node's sysfs, which is read).
 """
 
 from __future__ import annotations
@@ -154,24 +155,44 @@ def judge(ident: NicIdentity, link: Mapping[str, Any], frame: Frame, perm_mac: s
                     "permanent MAC, no veth peer)")
 
 
+def legacy_evidence(ident: NicIdentity, link: Mapping[str, Any]) -> Evidence:
+    """A Go-plugin mapping's link on the node: sysfs must say it is the mapping's PCI function
+    (and `ip` must not name another parent)."""
+    from plugin.device import belongs_to
+
+    name = str(link.get("ifname", ""))
+    if not _PCI.fullmatch(ident.pci):
+        return Evidence(False, f"{name}: the legacy mapping names no PCI address")
+    pci = parent_pci(link)
+    if pci:
+        return Evidence(pci == ident.pci, f"{name}: PCI parent {pci}"
+                        + ("" if pci == ident.pci else f" is not {ident.pci}"))
+    if not belongs_to(name, ident.pci):
+        return Evidence(False, f"{name}: sysfs does not list it under PCI {ident.pci}")
+    return Evidence(True, f"{name}: sysfs lists it under PCI {ident.pci}")
+
+
 def find(ident: NicIdentity, links: Sequence[Mapping[str, Any]], frame: Frame,
          perm_macs: Mapping[str, str] | None = None, names: Sequence[str] = (),
          fresh: bool = False, legacy_name: str = "") -> tuple[Mapping[str, Any] | None, list[str]]:
     """The one link that is the NIC, and why the links carrying one of `names` are not
     (for the log).
 
-    legacy_name: a Go-plugin mapping on the node, where its name is the old rule; a link of
-    that name with a PCI parent other than the mapping's is still refused."""
+    legacy_name: a Go-plugin mapping on the node, which recorded only a PCI address and a
+    name: the link of that name is its NIC only when the node's sysfs (trusted; read, no
+    command) lists it under that PCI function. `lo`, a bridge or a tunnel of that name is not."""
     perm_macs = perm_macs or {}
     proven: list[Mapping[str, Any]] = []
     reasons: list[str] = []
     for link in links:
         name = str(link.get("ifname", ""))
         if legacy_name and frame is Frame.NODE and name == legacy_name:
-            pci = parent_pci(link)
-            if not pci or not ident.pci or pci == ident.pci:
+            evidence = legacy_evidence(ident, link)
+            if evidence.proven:
                 proven.append(link)
-                continue
+            else:
+                reasons.append(evidence.why)
+            continue
         evidence = judge(ident, link, frame, perm_macs.get(name, ""), names, fresh)
         if evidence.proven:
             proven.append(link)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from plugin import backend, giveback, legacy, log
+from plugin import backend, device, giveback, legacy, log
 from plugin.cni import Env
 from plugin.config import DEFAULT_LOCK_TIMEOUT, NetConf
 from plugin.errors import INVALID_CONFIG, NETWORK_COMMAND_FAILED, CniError
@@ -96,8 +96,10 @@ def _sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str]
             errors.append(f"{record.attachment}: {e}")
             log.error(f"{record.attachment}: {e}")
     for entry in legacy.entries(store.root):
-        # Legacy entries name no pod: only a NIC already home is known to be released.
-        if not backend.link_exists(entry.host_ifname):
+        # Legacy entries name no pod: only a NIC already home is known to be released, and
+        # only sysfs proves that the link of its name is the NIC (never `lo`, a bridge...).
+        # An entry keyed by a name, not a PCI address, has nothing that proves it: never swept.
+        if not _legacy_nic_home(entry):
             continue
         try:
             env = Env("DEL", "legacy", "", entry.host_ifname, {}, tuple(cni_path))
@@ -107,6 +109,17 @@ def _sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str]
             errors.append(f"legacy {entry.device_id}: {e}")
             log.error(f"legacy {entry.device_id}: {e}")
     return errors
+
+
+def _legacy_nic_home(entry: legacy.LegacyEntry) -> bool:
+    try:
+        address = device.normalize_pci(entry.device_id)
+    except CniError:
+        log.event(f"legacy mapping {entry.device_id!r} names no PCI address: left alone")
+        return False
+    if not device.belongs_to(entry.host_ifname, address):
+        return False
+    return backend.link_exists(entry.host_ifname)
 
 
 def valid_attachments(raw: Mapping[str, Any]) -> set[tuple[str, str]]:

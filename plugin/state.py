@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from plugin import log
+from plugin import log, netns
 from plugin import validate as v
 from plugin.errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CniError
 from plugin.identity import NicIdentity
@@ -209,11 +209,9 @@ def _netns_id(value: object, what: str) -> str:
 
 
 def netns_identity(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return f"{st.st_dev}:{st.st_ino}"
+    """"dev:inode" of the network namespace at `path`; "" when it is none (a FIFO, another
+    kind of namespace, a planted symlink...): never blocks, never opens the file itself."""
+    return netns.identity(path)
 
 
 def _io_error(what: str, e: OSError) -> CniError:

@@ -36,7 +36,8 @@ def go_plugin_add(node, nic, pod, ifname):
 def test_del_of_a_pod_created_by_the_go_plugin(node, pod, pod_ifname):
     """The Go plugin recorded no identity: in a pod only a PCI parent proves its NIC (our veth
     NICs have none), so DEL keeps the mapping until the NIC is home, as a physical NIC comes
-    home when its pod's netns dies; on the node its name is the old rule."""
+    home when its pod's netns dies; on the node, the link of its name that sysfs lists under
+    its PCI function."""
     a, b = node.nics
     path = go_plugin_add(node, a, pod, pod_ifname)
     go_plugin_add(node, b, node.netns_path(node.add_pod()), "net1")

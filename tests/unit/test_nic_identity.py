@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from plugin import identity
+from plugin import device, identity
 from plugin.giveback import PodView, choose_netns
 from plugin.identity import Frame, NicIdentity
 from plugin.netinfo import LinkSnapshot
@@ -95,8 +95,6 @@ CASES = [
      [{"ifname": "eth9", "address": "aa:bb:cc:00:00:01"}], Frame.POD, {}, None),
     ("two links prove it: not guessing", NicIdentity(pci="0000:01:00.0"),
      [pci_link("a1", "0000:01:00.0"), pci_link("a2", "0000:01:00.0")], Frame.NODE, {}, None),
-    ("Go-plugin mapping on the node: its name", NicIdentity(pci="0000:01:00.0", legacy=True),
-     NODE_BEFORE, Frame.NODE, {"legacy_name": "ens1f0"}, "ens1f0"),
     ("Go-plugin mapping: the name of another PCI function is refused",
      NicIdentity(pci="0000:01:00.0", legacy=True), [pci_link("ens1f0", "0000:07:00.0")],
      Frame.NODE, {"legacy_name": "ens1f0"}, None),
@@ -110,6 +108,46 @@ CASES = [
 def test_which_interface_is_ours(why, ident, links, frame, kwargs, expected):
     found, _ = identity.find(ident, links, frame, **kwargs)
     assert (found["ifname"] if found else None) == expected
+
+
+LEGACY = NicIdentity(pci="0000:01:00.0", legacy=True)
+LEGACY_CASES = [
+    # (why, identity, sysfs: {pci: netdevs}, class/net/<name>/device -> pci, links, expected)
+    ("its name, listed under its PCI function", LEGACY, {"0000:01:00.0": ["ens1f0"]}, {},
+     NODE_BEFORE, "ens1f0"),
+    ("its name, whose class/net device is its PCI function", LEGACY, {},
+     {"ens1f0": "0000:01:00.0"}, NODE_BEFORE, "ens1f0"),
+    ("its name, listed under another PCI function", LEGACY, {"0000:07:00.0": ["ens1f0"]},
+     {"ens1f0": "0000:07:00.0"}, NODE_BEFORE, None),
+    ("a link of its name that sysfs lists nowhere (lo, a bridge, a tunnel)", LEGACY,
+     {"0000:01:00.0": ["ens1f1"]}, {}, NODE_BEFORE, None),
+    ("a mapping keyed by a name, not a PCI address, proves nothing",
+     NicIdentity(pci="name:ens1f0", legacy=True), {"0000:01:00.0": ["ens1f0"]}, {},
+     NODE_BEFORE, None),
+    ("ip names another PCI parent", LEGACY, {},
+     {}, [pci_link("ens1f0", "0000:07:00.0")], None),
+    ("ip's PCI parent is the mapping's", LEGACY, {}, {}, [pci_link("ens1f0", "0000:01:00.0")],
+     "ens1f0"),
+]
+
+
+@pytest.mark.parametrize("why,ident,listed,class_net,links,expected", LEGACY_CASES,
+                         ids=[c[0] for c in LEGACY_CASES])
+def test_a_legacy_mappings_link_on_the_node_is_proven_by_sysfs(
+        why, ident, listed, class_net, links, expected, tmp_path, monkeypatch):
+    """AMD's Go plugin recorded a PCI address and a name: on the node the link of that name is
+    its NIC only when the node's sysfs says so, never by the name alone."""
+    monkeypatch.setenv(device.SYSFS_ENV, str(tmp_path))
+    for pci, names in listed.items():
+        for name in names:
+            (tmp_path / "bus" / "pci" / "devices" / pci / "net" / name).mkdir(parents=True)
+    for name, pci in class_net.items():
+        (tmp_path / "class" / "net" / name).mkdir(parents=True)
+        os.symlink(f"../../../devices/pci0000:00/{pci}", tmp_path / "class" / "net" / name /
+                   "device")
+    found, why_not = identity.find(ident, links, Frame.NODE, legacy_name="ens1f0")
+    assert (found["ifname"] if found else None) == expected
+    assert found or any(w.startswith("ens1f0: ") for w in why_not)
 
 
 def test_refusals_say_why():
@@ -174,6 +212,15 @@ def test_which_namespace_is_the_pod(why, netns_id, env, env_id, recorded_id, exp
     view = choose_netns(rec(netns_id=netns_id), env, env_id, recorded_id, NODE_NS)
     assert (view.path, view.pod_gone) == (expected.path, expected.pod_gone)
     assert expected.why in view.why and bool(view.why) == bool(expected.why)
+
+
+def test_a_cni_netns_that_is_no_network_namespace_is_not_the_pod():
+    """A path that exists but is no network namespace (a FIFO, /proc/self/ns/mnt) has no
+    identity: it is never looked into, and the NIC is looked for on the node only."""
+    view = choose_netns(rec(), "/run/initctl", "", "4:100", NODE_NS, env_present=True)
+    assert view == PodView("", view.why, False) and "not a network namespace" in view.why
+    view = choose_netns(rec(), "/run/initctl", "", "", NODE_NS, env_present=True)
+    assert view.path == "" and view.pod_gone and "not a network namespace" in view.why
 
 
 GC_CASES = [
