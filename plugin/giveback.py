@@ -273,6 +273,17 @@ def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
                        f"record {record.attachment}") from None
 
 
+def _home_by_name(record: Record) -> bool:
+    """After a failed rename: is the NIC home under its name after all? An ip that stopped at
+    a line it could not parse had renamed it already, and the retry of the lines after the
+    last failure it reported ran the rename again (the only line that is not idempotent)."""
+    home = _node_link(record)
+    if home is None or home.name != record.snapshot.name:
+        return False
+    log.warn(f"{home.name} is home under its name: the failed rename was a retry")
+    return True
+
+
 def restore(record: Record, link: Link) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
     Then one `ethtool -K` puts recorded offloads back. A NIC that was a bridge/bond port
@@ -282,7 +293,7 @@ def restore(record: Record, link: Link) -> None:
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
     rename = f"link set dev {link.name} name {snap.name}"
-    if any(f.line == rename for f in failures):
+    if any(f.line == rename for f in failures) and not _home_by_name(record):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))
     why = backend.ethtool_set_offloads(snap.name, snap.settings.ethtool_words())
