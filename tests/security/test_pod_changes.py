@@ -7,8 +7,13 @@ name stays behind, and records written before link settings were recorded still 
 Real ip, the real host-device, veth NICs in namespaces (hack/simnode.py).
 """
 
+import subprocess
+
 from helpers import edit_record, ns, ok, records, restored
-from simnode import sh
+
+
+def sh(*argv):
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
 
 
 def details(node, netns, name):
