@@ -56,6 +56,17 @@ def capture(netdev: str) -> LinkSnapshot:
                        f"cannot be recorded faithfully: {e}") from None
 
 
+def _with_link(netdev: str, snapshot: LinkSnapshot,
+               link: Mapping[str, Any] | None) -> LinkSnapshot:
+    """Add the NIC's altnames and link settings, which a pod can change and which travel with
+    it: from the `ip -d -j link show` the uplink guard read, and one `ethtool -k`."""
+    try:
+        return snapshot.with_link(link, backend.ethtool_offloads(netdev))
+    except ValueError as e:  # validate.Corrupt: something restore could not give back
+        raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
+                       f"cannot be recorded faithfully: {e}") from None
+
+
 def _delegate_conf(conf: NetConf, version: str, netdev: str,
                    snapshot: LinkSnapshot) -> dict[str, Any]:
     out: dict[str, Any] = {"cniVersion": version, "name": conf.name, "type": "host-device",
@@ -168,6 +179,7 @@ def add(env: Env, conf: NetConf) -> Result:
         dev = replace(dev, netdev=_settle_legacy(store, dev, env, conf))
         snapshot = capture(dev.netdev)
         seen = _guard_uplinks(dev.netdev, snapshot, conf)
+        snapshot = _with_link(dev.netdev, snapshot, seen.link)
         _require_free_ifname(env)
         hd = delegate.locate(env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,

@@ -281,3 +281,23 @@ def ethtool_driver(ifname: str) -> DriverInfo | None:
         return None
     fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
     return DriverInfo(fields.get("driver", "").strip(), fields.get("bus-info", "").strip())
+
+
+def ethtool_offloads(ifname: str) -> str:
+    """`ethtool -k` text, "" where ethtool cannot tell (not installed, no such link)."""
+    try:
+        return run(["ethtool", "-k", ifname])
+    except CommandFailed as e:
+        log.warn(f"ethtool -k {ifname}: {e}; its offloads are not recorded")
+        return ""
+
+
+def ethtool_set_offloads(ifname: str, words: Sequence[str]) -> str:
+    """`ethtool -K ifname feature on|off ...` in one process; "" or why it failed."""
+    if not words:
+        return ""
+    try:
+        run(["ethtool", "-K", ifname, *words])
+        return ""
+    except CommandFailed as e:
+        return str(e)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from plugin import backend, delegate, identity, log
+from plugin import validate as v
 from plugin.cni import Env, valid_ifname
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
 from plugin.state import PHASE_MOVING, Record, netns_identity
@@ -29,10 +30,18 @@ class Link:
 
     name: str
     mac: str
+    altnames: tuple[str, ...] = ()
+    alias: str | None = None  # None: not known
+
+
+def _altnames(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    names = obj.get("altnames")
+    return tuple(str(a) for a in names) if isinstance(names, list) else ()
 
 
 def _as_link(obj: Mapping[str, Any]) -> Link:
-    return Link(str(obj.get("ifname", "")), str(obj.get("address", "")).lower())
+    return Link(str(obj.get("ifname", "")), str(obj.get("address", "")).lower(),
+                _altnames(obj), str(obj.get("ifalias", "")))
 
 
 def nic_identity(record: Record) -> identity.NicIdentity:
@@ -168,7 +177,7 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
         found = _pod_link(view.path, record)
         if found is not None:
             in_pod = _as_link(found)
-            _reset_alias(view.path, found, record)
+            _prepare_move(view.path, found)
             hd = delegate.locate(env.path, state_dir)
             conf = {"cniVersion": hd.pick_version("1.0.0"), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
@@ -191,15 +200,64 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
     return Outcome(True, not view.pod_gone)
 
 
-def _reset_alias(netns: str, link: Mapping[str, Any], record: Record) -> None:
-    """host-device renames the NIC to its alias on the way out; the pod may have changed it."""
+TEMPORARY_PREFIX = "ahd"
+
+
+def temporary_name() -> str:
+    """A name no link can hold in advance: 15 bytes, 48 random bits (os.urandom: `secrets`
+    would cost every DEL its imports)."""
+    return TEMPORARY_PREFIX + os.urandom(6).hex()
+
+
+def _prepare_move(netns: str, link: Mapping[str, Any]) -> None:
+    """host-device renames the NIC to its alias *inside the pod* before the move, and its
+    altnames move with it: a pod link holding the node name, or an altname that is a node
+    link's name, failed every DEL with EEXIST. So the alias becomes a name nobody can hold in
+    advance and the altnames go; restore() names the NIC back on the node and gives it its
+    node altnames again. A name the pod chose that no batch line may carry goes as argv words,
+    which ip never re-parses."""
     name = str(link.get("ifname", ""))
-    if link.get("ifalias") == record.snapshot.name or not valid_ifname(name):
-        return
-    failures = backend.ip_batch([f"link set dev {name} alias "
-                                 f"{record.snapshot.name}"], netns=netns)
+    altnames = _altnames(link)
+    alias = temporary_name()
+    commands = [["link", "set", "dev", name, "alias", alias]]
+    if altnames:
+        commands.append(["link", "property", "del", "dev", name,
+                         *(w for a in altnames for w in ("altname", a))])
+    if valid_ifname(name) and all(v.valid_altname(a) for a in altnames):
+        lines = [f"link set dev {name} alias {alias}"]
+        lines += [f"link property del dev {name} altname {a}" for a in altnames]
+        failures = backend.ip_batch(lines, netns=netns)
+        alias_failed = any(f.line == lines[0] for f in failures)
+    else:
+        failures = []
+        alias_failed = False
+        for argv in commands:
+            try:
+                backend.run(["ip", *argv], netns=netns)
+            except backend.CommandFailed as e:
+                failures.append(backend.BatchFailure(" ".join(argv), str(e)))
+                alias_failed = alias_failed or argv is commands[0]
     for f in failures:
-        log.warn(f"cannot reset the alias in the pod: {f.message}")
+        log.warn(f"before the move, in the pod: {f.line!r}: {f.message}")
+    if alias_failed:
+        # host-device would rename the NIC to an alias the pod chose.
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot set the alias of {name!r} in the pod "
+                       "before the move", "; ".join(f.message for f in failures))
+
+
+def _drop_unsafe_altnames(record: Record, link: Link) -> Link:
+    """Altnames the NIC came home with that no batch line may carry (the pod chose them):
+    deleted with argv words; the rest go in the restore batch."""
+    unsafe = [a for a in record.snapshot.stray_altnames(link.altnames)
+              if not v.valid_altname(a)]
+    if not unsafe:
+        return link
+    try:
+        backend.run(["ip", "link", "property", "del", "dev", link.name,
+                     *(w for a in unsafe for w in ("altname", a))])
+    except backend.CommandFailed as e:
+        log.error(f"cannot drop the altnames the pod gave {link.name}: {e}")
+    return replace(link, altnames=tuple(a for a in link.altnames if a not in unsafe))
 
 
 def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
@@ -215,24 +273,45 @@ def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
         except backend.CommandFailed as e:
             raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name!r} back to "
                            f"{record.snapshot.name}", str(e)) from None
-        link = Link(record.snapshot.name, link.mac)
+        link = replace(link, name=record.snapshot.name)
+    link = _drop_unsafe_altnames(record, link)
+    name = record.snapshot.name
     try:
-        return backend.ip_batch(record.snapshot.restore_lines(link.name, link.mac))
+        lines = record.snapshot.restore_lines(link.name, link.mac, link.altnames)
+        if link.alias is not None and link.alias != name:
+            lines.append(f"link set dev {name} alias {name}")  # not the temporary one
+        return backend.ip_batch(lines)
     except ValueError as e:  # validate.Corrupt, backend.UnsafeLine
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot restore {record.snapshot.name}: {e}",
                        f"record {record.attachment}") from None
 
 
+def _home_by_name(record: Record) -> bool:
+    """After a failed rename: is the NIC home under its name after all? An ip that stopped at
+    a line it could not parse had renamed it already, and the retry of the lines after the
+    last failure it reported ran the rename again (the only line that is not idempotent)."""
+    home = _node_link(record)
+    if home is None or home.name != record.snapshot.name:
+        return False
+    log.warn(f"{home.name} is home under its name: the failed rename was a retry")
+    return True
+
+
 def restore(record: Record, link: Link) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
-    A NIC that was a bridge/bond port becomes a port of the same master again."""
+    Then one `ethtool -K` puts recorded offloads back. A NIC that was a bridge/bond port
+    becomes a port of the same master again."""
     snap = record.snapshot
     failures = _apply(record, link)
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
-    if any(" name " in f.line for f in failures if f.line.startswith("link set")):
+    rename = f"link set dev {link.name} name {snap.name}"
+    if any(f.line == rename for f in failures) and not _home_by_name(record):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))
+    why = backend.ethtool_set_offloads(snap.name, snap.settings.ethtool_words())
+    if why:
+        log.error(f"cannot restore the offloads of {snap.name}: {why}")
     if record.master:
         for f in backend.ip_batch([f"link set dev {snap.name} master {record.master}"]):
             log.error(f"cannot make {snap.name} a port of {record.master} again: {f.message}")

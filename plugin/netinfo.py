@@ -6,13 +6,15 @@ Pure data and text: no commands run here, so recorded JSON exercises all of it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from plugin import validate as v
 
 FOREVER = 4294967295
+MAX_ALTNAMES = 64
 # Address flags that change behaviour and that `ip addr add` accepts back.
 _ADDR_FLAGS = ("nodad", "noprefixroute", "home", "optimistic", "mngtmpaddr")
 # Routes the kernel (or router advertisements) re-create by themselves.
@@ -200,6 +202,148 @@ def _pair(x: object, what: str) -> tuple[object, object]:
     return x[0], x[1]
 
 
+# `ethtool -k` lines: "name: on|off", maybe " [fixed]" or " [requested on|off]"; children
+# of an aggregate (tx-checksumming, ...) are indented with a tab.
+_OFFLOAD_LINE = re.compile(r"(\t?)([a-z0-9][a-z0-9_-]{0,63}): (on|off)"
+                           r"(?: \[(fixed|requested (on|off))\])?")
+_FEATURE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_OFFLOADS = 256
+GROUP_MAX = 2**31 - 1  # ip prints a group as a signed number
+# Flags a pod can set that the NIC keeps: (ip link set keyword, `ip -j` flag, meaning of "on")
+_FLAGS = (("arp", "NOARP", False), ("multicast", "MULTICAST", True),
+          ("allmulticast", "ALLMULTI", True), ("promisc", "PROMISC", True))
+_SETTINGS_FIELDS = frozenset(("arp", "multicast", "allmulticast", "promisc", "txqueuelen",
+                              "group", "gso_max_size", "gso_max_segs", "gro_max_size",
+                              "offloads"))
+
+
+def _on(value: bool) -> str:
+    return "on" if value else "off"
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Link settings that stay with the NIC across namespaces, so a pod with NET_ADMIN can
+    change them for the node: flags, queue length, group, GSO/GRO limits, offloads (what
+    `ethtool -K` may change). None / (): not recorded (older records): left as they come."""
+
+    arp: bool | None = None
+    multicast: bool | None = None
+    allmulticast: bool | None = None
+    promisc: bool | None = None
+    txqueuelen: int | None = None
+    group: int | None = None
+    gso_max_size: int | None = None
+    gso_max_segs: int | None = None
+    gro_max_size: int | None = None
+    offloads: tuple[tuple[str, bool], ...] = ()  # (feature, wanted) of the changeable ones
+
+    def early_lines(self, dev: str) -> list[str]:
+        """Before addresses and `up`: a NOARP link makes NOARP neighbours."""
+        flags = [f"{word} {_on(value)}" for word, value in
+                 (("arp", self.arp), ("multicast", self.multicast),
+                  ("allmulticast", self.allmulticast), ("promisc", self.promisc))
+                 if value is not None]
+        lines = [f"link set dev {dev} {' '.join(flags)}"] if flags else []
+        lines += [f"link set dev {dev} {word} {value}" for word, value in
+                  (("txqueuelen", self.txqueuelen), ("group", self.group)) if value is not None]
+        return lines
+
+    def late_lines(self, dev: str) -> list[str]:
+        """Keywords newer iproute2 knows (an older one stops parsing there): last."""
+        return [f"link set dev {dev} {word} {value}" for word, value in
+                (("gso_max_size", self.gso_max_size), ("gso_max_segs", self.gso_max_segs),
+                 ("gro_max_size", self.gro_max_size)) if value is not None]
+
+    def ethtool_words(self) -> list[str]:
+        """`ethtool -K DEV` arguments that put every recorded offload back."""
+        return [w for name, wanted in self.offloads for w in (name, _on(wanted))]
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "settings") -> LinkSettings:
+        """Recorded settings, every field checked; missing (older records) is None."""
+        if obj is None:
+            return cls()
+        obj = v.obj(obj, where)
+        unknown = set(obj) - _SETTINGS_FIELDS
+        if unknown:
+            raise v.Corrupt(f"{where}: unknown fields {sorted(unknown)}")
+
+        def flag(key: str) -> bool | None:
+            value = obj.get(key)
+            return None if value is None else v.boolean(value, f"{where}.{key}")
+
+        def number(key: str, high: int = v.U32_MAX) -> int | None:
+            value = obj.get(key)
+            return None if value is None else v.integer(value, f"{where}.{key}", 0, high)
+
+        offloads = v.array(obj.get("offloads", []), f"{where}.offloads")
+        if len(offloads) > MAX_OFFLOADS:
+            raise v.Corrupt(f"{where}.offloads: more than {MAX_OFFLOADS}")
+        return cls(arp=flag("arp"), multicast=flag("multicast"),
+                   allmulticast=flag("allmulticast"), promisc=flag("promisc"),
+                   txqueuelen=number("txqueuelen"), group=number("group", GROUP_MAX),
+                   gso_max_size=number("gso_max_size"),
+                   gso_max_segs=number("gso_max_segs", 65535),
+                   gro_max_size=number("gro_max_size"),
+                   offloads=tuple(_offload(x, f"{where}.offloads") for x in offloads))
+
+
+def _offload(x: object, what: str) -> tuple[str, bool]:
+    name, wanted = _pair(x, what)
+    name = v.string(name, what)
+    if not _FEATURE_NAME.fullmatch(name):
+        raise v.Corrupt(f"{what}: {name[:40]!r} is not an offload feature name")
+    return name, v.boolean(wanted, f"{what}.{name}")
+
+
+def parse_offloads(text: str) -> tuple[tuple[str, bool], ...]:
+    """From `ethtool -k DEV`: the features that can change (not `[fixed]`) and their wanted
+    state; an aggregate line is left out, its children say it all."""
+    rows = [m for m in (_OFFLOAD_LINE.fullmatch(line.rstrip()) for line in text.splitlines())
+            if m]
+    out = []
+    for i, m in enumerate(rows):
+        aggregate = not m[1] and i + 1 < len(rows) and bool(rows[i + 1][1])
+        if aggregate or m[4] == "fixed":
+            continue
+        out.append((m[2], (m[5] or m[3]) == "on"))
+    return tuple(out[:MAX_OFFLOADS])
+
+
+def _group(value: object) -> int | None:
+    """`ip` prints the group by name when it has one: only the built-in name is known."""
+    if value == "default":
+        return 0
+    if isinstance(value, str) and value.isdigit() and value.isascii():
+        return int(value) if int(value) <= GROUP_MAX else None
+    return None
+
+
+def parse_settings(link: Mapping[str, Any] | None, offloads: str = "") -> LinkSettings:
+    """From the NIC's `ip -d -j link show` object and `ethtool -k` text; a value `ip` did not
+    report, or out of range, is not recorded."""
+    if link is None:
+        return LinkSettings(offloads=parse_offloads(offloads))
+    raw: dict[str, Any] = {}
+    flags = link.get("flags")
+    if isinstance(flags, list):
+        for word, flag, meaning in _FLAGS:
+            raw[word] = (flag in flags) == meaning
+    for key, field, high in (("txqlen", "txqueuelen", v.U32_MAX),
+                             ("gso_max_size", "gso_max_size", v.U32_MAX),
+                             ("gso_max_segs", "gso_max_segs", 65535),
+                             ("gro_max_size", "gro_max_size", v.U32_MAX)):
+        value = link.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high:
+            raw[field] = value
+    group = _group(link.get("group"))
+    if group is not None:
+        raw["group"] = group
+    raw["offloads"] = [list(x) for x in parse_offloads(offloads)]
+    return LinkSettings.from_json(raw)
+
+
 @dataclass(frozen=True)
 class LinkSnapshot:
     """The NIC as it was on the node before the pod took it."""
@@ -209,22 +353,36 @@ class LinkSnapshot:
     up: bool
     addresses: tuple[Address, ...]
     routes: tuple[RouteEntry, ...]
+    # Its alternative names on the node; None: not recorded (older records, AMD's mappings),
+    # then the altnames it comes home with are left alone.
+    altnames: tuple[str, ...] | None = None
+    settings: LinkSettings = LinkSettings()
 
     @property
     def carries_default_route(self) -> bool:
         return any(r.is_default and r.table == MAIN_TABLE and r.type == "unicast"
                    for r in self.routes)
 
-    def restore_lines(self, current_name: str, current_mac: str = "") -> list[str]:
+    def stray_altnames(self, current: Sequence[str]) -> list[str]:
+        """Altnames the NIC came home with that it did not have on the node."""
+        if self.altnames is None:
+            return []
+        return [a for a in current if a not in self.altnames]
+
+    def restore_lines(self, current_name: str, current_mac: str = "",
+                      current_altnames: Sequence[str] = ()) -> list[str]:
         """`ip -batch` lines that give the node back this NIC's configuration.
 
         Order matters: rename needs the link down, routes need the link up and its addresses.
-        `current_name` and `current_mac` come from a netns the pod controls: checked here."""
+        `current_name`, `current_mac` and `current_altnames` come from a netns the pod
+        controls: checked here (an altname no batch line may carry raises: the caller drops
+        those with argv words first)."""
         v.ifname(current_name, "current interface name")
         try:
             current_mac = v.mac(current_mac, "current MAC", empty=True)
         except v.Corrupt:
             current_mac = "unknown"  # not one we could compare: set ours
+        stray = [v.altname(a, "current altname") for a in self.stray_altnames(current_altnames)]
         lines = []
         dev = current_name
         if current_name != self.name:
@@ -235,10 +393,17 @@ class LinkSnapshot:
             lines.append(f"link set dev {dev} address {self.mac}")
         if self.mtu:  # 0: not known (records inherited from AMD's Go plugin)
             lines.append(f"link set dev {dev} mtu {self.mtu}")
+        lines += self.settings.early_lines(dev)
         lines += [a.add_line(dev) for a in self.addresses]
         if self.up:
             lines.append(f"link set dev {dev} up")
         lines += [r.replace_line(dev) for r in self.routes if r.restorable]
+        # `ip link property` (iproute2 >= 5.5) and GSO/GRO keywords last: an ip that cannot
+        # parse a line stops there, and the rest are retried one process each.
+        lines += [f"link property del dev {dev} altname {a}" for a in stray]
+        lines += [f"link property add dev {dev} altname {a}" for a in self.altnames or ()
+                  if a not in current_altnames]
+        lines += self.settings.late_lines(dev)
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -248,6 +413,10 @@ class LinkSnapshot:
     def from_json(cls, obj: object, where: str = "snapshot") -> LinkSnapshot:
         """A recorded snapshot; raises validate.Corrupt (a ValueError) naming the bad field."""
         obj = v.obj(obj, where)
+        altnames = None if obj.get("altnames") is None else \
+            v.array(obj.get("altnames"), f"{where}.altnames")
+        if altnames is not None and len(altnames) > MAX_ALTNAMES:
+            raise v.Corrupt(f"{where}.altnames: more than {MAX_ALTNAMES}")
         return cls(name=v.ifname(obj.get("name"), f"{where}.name"),
                    mac=v.mac(obj.get("mac", ""), f"{where}.mac", empty=True),
                    mtu=v.integer(obj.get("mtu"), f"{where}.mtu", 0, 65536 * 16),
@@ -256,7 +425,18 @@ class LinkSnapshot:
                                    enumerate(v.array(obj.get("addresses"),
                                                      f"{where}.addresses"))),
                    routes=tuple(RouteEntry.from_json(r, f"{where}.routes[{i}]") for i, r in
-                                enumerate(v.array(obj.get("routes"), f"{where}.routes"))))
+                                enumerate(v.array(obj.get("routes"), f"{where}.routes"))),
+                   altnames=None if altnames is None else tuple(
+                       v.altname(a, f"{where}.altnames") for a in altnames),
+                   settings=LinkSettings.from_json(obj.get("settings"), f"{where}.settings"))
+
+    def with_link(self, link: Mapping[str, Any] | None, offloads: str = "") -> LinkSnapshot:
+        """The snapshot with what ADD's `ip -d -j link show` (and `ethtool -k`) said of the
+        NIC; checked by the rules a record read back is (raises validate.Corrupt)."""
+        altnames = link.get("altnames", []) if link is not None else []
+        return replace(self, altnames=tuple(v.altname(a, f"{self.name} altname")
+                                            for a in v.array(altnames, "altnames")),
+                       settings=parse_settings(link, offloads))
 
 
 def _family_of(route: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5,31}")  # Ethernet, and longer li
 # An address label: the device name, ':' and a suffix (the kernel allows ':' there only).
 _LABEL_EXTRA = ":"
 U32_MAX = 4294967295
+_NOT_IN_NAMES = "/:;\"'#\\"  # the kernel's, and what ip -batch parses (see valid_ifname)
 
 
 class Corrupt(ValueError):
@@ -36,6 +37,24 @@ def ifname(value: object, what: str) -> str:
     name = string(value, what)
     if not valid_ifname(name):
         raise Corrupt(f"{what}: {name[:40]!r} is not an interface name")
+    return name
+
+
+ALTNAME_MAX = 127  # ALTIFNAMSIZ - 1
+
+
+def valid_altname(name: str) -> bool:
+    """An alternative interface name a batch line may carry: the interface-name rules, up to
+    the kernel's 127 bytes."""
+    return (0 < len(name.encode("utf-8", "surrogatepass")) <= ALTNAME_MAX
+            and name not in (".", "..") and name.isprintable()
+            and not any(c in _NOT_IN_NAMES or c.isspace() for c in name))
+
+
+def altname(value: object, what: str) -> str:
+    name = string(value, what)
+    if not valid_altname(name):
+        raise Corrupt(f"{what}: {name[:40]!r} is not an alternative interface name")
     return name
 
 

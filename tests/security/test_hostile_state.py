@@ -88,6 +88,20 @@ PATHS = [("snapshot", "name"), ("snapshot", "mac"), ("snapshot", "mtu"), ("snaps
          ("created",), ("orphanedSince",), ("netnsID",), ("format",), ("result",)]
 
 
+# What newer records add to the snapshot (altnames, link settings): sometimes there, and as
+# hostile as the rest.
+LINK_FIELDS = {"altnames": ["enp1s0f0"],
+               "settings": {"arp": True, "multicast": True, "allmulticast": False,
+                            "promisc": False, "txqueuelen": 1000, "group": 0,
+                            "gso_max_size": 65536, "gso_max_segs": 65535,
+                            "gro_max_size": 65536, "offloads": [["rx-checksumming", True]]}}
+PATHS += [("snapshot", "altnames"), ("snapshot", "altnames", 0), ("snapshot", "settings"),
+          ("snapshot", "settings", "arp"), ("snapshot", "settings", "txqueuelen"),
+          ("snapshot", "settings", "group"), ("snapshot", "settings", "gso_max_size"),
+          ("snapshot", "settings", "offloads"), ("snapshot", "settings", "offloads", 0),
+          ("snapshot", "settings", "offloads", 0, 0)]
+
+
 def _set(obj, path, value):
     for key in path[:-1]:
         obj = obj[key]
@@ -99,6 +113,8 @@ def records(draw, node, pod, proof):
     if draw(st.integers(0, 9)) == 0:
         return draw(hostile(node.node, proof))  # not even an object, sometimes
     record = base_record(node, pod)
+    if draw(st.booleans()):
+        record["snapshot"].update(json.loads(json.dumps(LINK_FIELDS)))
     attack = st.sampled_from(injections(node.node, proof))
     for path in draw(st.lists(st.sampled_from(PATHS), min_size=1, max_size=3)):
         value = draw(attack | hostile(node.node, proof))

@@ -10,6 +10,7 @@ import ipaddress
 import re
 
 IFNAME = re.compile(r"[^\s/:;\"'#\\]{1,15}")
+ALTNAME = re.compile(r"[^\s/:;\"'#\\]{1,127}")
 LABEL = re.compile(r"[^\s/;\"'#\\]{1,15}")
 MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5,31}")
 NUM = re.compile(r"[0-9]{1,10}")
@@ -20,6 +21,9 @@ ROUTE_TYPES = {"unicast", "local", "broadcast", "anycast", "multicast", "blackho
 ADDR_FLAGS = {"nodad", "noprefixroute", "home", "optimistic", "mngtmpaddr"}
 METRICS = {"advmss", "window", "hoplimit", "initcwnd", "initrwnd", "reordering", "ssthresh",
            "cwnd", "rto_min", "quickack", "fastopen_no_cookie"}
+FLAGS = ("arp", "multicast", "allmulticast", "promisc")
+NUMERIC_SETTINGS = ("mtu", "txqueuelen", "group", "gso_max_size", "gso_max_segs",
+                    "gro_max_size")
 READS = ({"address show dev": 1, "route show table all dev": 1, "link show dev": 1},
          {"link show"})
 
@@ -89,6 +93,14 @@ def batch_line(line: str) -> None:
             t.take("dev")
             _match(IFNAME, t.take())
             return t.end()
+        if verb == "property":  # one altname a line: the node's back, the pod's away
+            if t.take() not in ("add", "del"):
+                raise Bad("link property")
+            t.take("dev")
+            _match(IFNAME, t.take())
+            t.take("altname")
+            _match(ALTNAME, t.take())
+            return t.end()
         if verb != "set":
             raise Bad(f"link {verb}")
         t.take("dev")
@@ -96,12 +108,25 @@ def batch_line(line: str) -> None:
         what = t.take()
         if what in ("up", "down"):
             pass
-        elif what in ("name", "alias", "master"):  # alias: the node name host-device uses
+        elif what in ("name", "alias", "master"):  # alias: the node name, or a temporary one
             _match(IFNAME, t.take())
         elif what == "address":
             _match(MAC, t.take())
-        elif what == "mtu":
+        elif what in NUMERIC_SETTINGS:
             _match(NUM, t.take())
+        elif what in FLAGS:  # each flag at most once, in this order
+            order = FLAGS[FLAGS.index(what):]
+            while True:
+                if t.take() not in ("on", "off"):
+                    raise Bad(f"link set {what}")
+                order = order[1:]
+                nxt = t.peek()
+                if nxt is None:
+                    break
+                if nxt not in order:
+                    raise Bad(f"link set ... {nxt}")
+                order = order[order.index(nxt):]
+                t.take()
         else:
             raise Bad(f"link set {what}")
         return t.end()

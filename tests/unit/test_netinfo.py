@@ -3,7 +3,17 @@
 import json
 import pathlib
 
-from plugin.netinfo import LinkSnapshot, RouteEntry, parse_snapshot
+import pytest
+
+from plugin import validate as v
+from plugin.netinfo import (
+    LinkSettings,
+    LinkSnapshot,
+    RouteEntry,
+    parse_offloads,
+    parse_settings,
+    parse_snapshot,
+)
 
 DATA = pathlib.Path(__file__).parent.parent / "data"
 
@@ -114,3 +124,98 @@ def test_records_from_before_numbers_still_load():
            "onlink": False, "mtu": 0}
     r = RouteEntry.from_json(old)
     assert (r.table, r.protocol, r.scope) == (254, 4, 0)
+
+
+# -- what a pod can change on the link and that travels with it (red-team rows 9-11) -------
+
+def details() -> dict:
+    return json.loads((DATA / "link_details.json").read_text())[0]
+
+
+def with_link() -> LinkSnapshot:
+    return snapshot().with_link(details(), (DATA / "ethtool_k.txt").read_text())
+
+
+def test_link_settings_are_read_from_ip_details_and_ethtool():
+    s = with_link().settings
+    assert (s.arp, s.multicast, s.allmulticast, s.promisc) == (False, True, False, False)
+    assert (s.txqueuelen, s.group) == (500, 7)
+    assert (s.gso_max_size, s.gso_max_segs, s.gro_max_size) == (65536, 65535, 65536)
+    offloads = dict(s.offloads)
+    assert offloads["tx-tcp-segmentation"] is True  # "off [requested on]": what was wanted
+    assert offloads["tx-checksum-ip-generic"] is False
+    assert offloads["rx-checksumming"] is True and offloads["generic-receive-offload"] is False
+    assert "large-receive-offload" not in offloads  # [fixed]: nothing to put back
+    assert "tx-checksumming" not in offloads  # an aggregate: its children say it
+    assert with_link().altnames == ("enp1s0f0",)
+
+
+def test_link_settings_restore_lines_and_ethtool_words():
+    s = with_link()
+    lines = s.restore_lines("ahd0123456789ab", "02:00:00:00:00:01", ("enp1s0f0", "cni0"))
+    flags = lines.index("link set dev ens1f0 arp off multicast on allmulticast off promisc off")
+    assert flags < lines.index("link set dev ens1f0 up")  # NOARP decides neighbour states
+    assert "link set dev ens1f0 txqueuelen 500" in lines
+    assert "link set dev ens1f0 group 7" in lines
+    tail = lines[lines.index("link property del dev ens1f0 altname cni0"):]
+    assert tail == ["link property del dev ens1f0 altname cni0",
+                    "link set dev ens1f0 gso_max_size 65536",
+                    "link set dev ens1f0 gso_max_segs 65535",
+                    "link set dev ens1f0 gro_max_size 65536"]
+    words = s.settings.ethtool_words()
+    assert words[:2] == ["rx-checksumming", "on"] and len(words) % 2 == 0
+    assert "tx-checksumming" not in words and "large-receive-offload" not in words
+
+
+def test_the_node_altnames_come_back_and_only_they():
+    s = with_link()
+    lines = s.restore_lines("ens1f0", s.mac, ())
+    assert "link property add dev ens1f0 altname enp1s0f0" in lines
+    assert not [x for x in lines if "property del" in x]
+    assert not [x for x in s.restore_lines("ens1f0", s.mac, ("enp1s0f0",)) if "property" in x]
+    assert s.stray_altnames(("enp1s0f0", "a#b", "cni0")) == ["a#b", "cni0"]
+    with pytest.raises(v.Corrupt):  # the caller drops it with argv words first
+        s.restore_lines("ens1f0", s.mac, ("a#b",))
+
+
+def test_records_from_before_link_settings_load_and_restore_nothing_new():
+    s = with_link()
+    old = s.to_json()
+    del old["altnames"], old["settings"]
+    loaded = LinkSnapshot.from_json(json.loads(json.dumps(old)))
+    assert loaded.altnames is None and loaded.settings == LinkSettings()
+    assert loaded.restore_lines("ens1f0", s.mac, ("enp1s0f0", "cni0")) == \
+        snapshot().restore_lines("ens1f0", s.mac)  # altnames not recorded: left alone
+    assert loaded.settings.ethtool_words() == []
+
+
+def test_link_settings_round_trip():
+    s = with_link()
+    assert LinkSnapshot.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+@pytest.mark.parametrize("change", [
+    lambda o: o["settings"].update(txqueuelen="1\nnetns exec x touch y"),
+    lambda o: o["settings"].update(group=-1),
+    lambda o: o["settings"].update(arp="off"),
+    lambda o: o["settings"].update(gso_max_segs=70000),
+    lambda o: o["settings"].update(surprise=1),
+    lambda o: o["settings"].update(offloads=[["tx off; rm", True]]),
+    lambda o: o["settings"].update(offloads=[["rx-checksumming", "on"]]),
+    lambda o: o["settings"].update(offloads=[["rx-checksumming"]]),
+    lambda o: o.update(altnames=["cni0 up\nnetns exec x true"]),
+    lambda o: o.update(altnames=["a" * 128]),
+    lambda o: o.update(altnames="enp1s0f0"),
+])
+def test_hostile_link_settings_are_corrupt(change):
+    obj = json.loads(json.dumps(with_link().to_json()))
+    change(obj)
+    with pytest.raises(v.Corrupt):
+        LinkSnapshot.from_json(obj)
+
+
+def test_settings_ip_did_not_report_are_not_recorded():
+    s = parse_settings({"ifname": "x", "group": "cluster-net", "txqlen": -1}, "")
+    assert s == LinkSettings()
+    assert parse_settings(None, "").offloads == ()
+    assert parse_offloads("Features for x:\nrx-checksumming: on\n") == (("rx-checksumming", True),)

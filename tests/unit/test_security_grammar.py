@@ -41,3 +41,32 @@ def test_argv_forms():
     log_line("A nsenter --net=/proc/1/ns/net ip -j link show")
     with pytest.raises(Bad):
         log_line("A ip netns exec x touch y")
+
+
+def test_the_link_settings_and_altname_lines_parse():
+    s = parse_snapshot(json.loads((DATA / "addr_show.json").read_text()),
+                       json.loads((DATA / "route_show_table_all.json").read_text()))
+    s = s.with_link(json.loads((DATA / "link_details.json").read_text())[0],
+                    (DATA / "ethtool_k.txt").read_text())
+    lines = s.restore_lines("ahd0123456789ab", "02:00:00:00:00:01", ("cni0",))
+    assert any("property del" in x for x in lines) and any("property add" in x for x in lines)
+    assert any(" arp off " in x for x in lines) and any("gso_max_segs" in x for x in lines)
+    for line in lines:
+        batch_line(line)
+    batch_line("link set dev net1 alias ahd0123456789ab")
+
+
+@pytest.mark.parametrize("line", [
+    "link set group 0 down",  # every link of group 0: never without dev
+    "link set dev ens1f0 group default",
+    "link set dev ens1f0 arp off arp on",
+    "link set dev ens1f0 multicast on arp off",  # out of order: not a line we write
+    "link set dev ens1f0 promisc maybe",
+    "link set dev ens1f0 txqueuelen 1 up",
+    "link property add dev ens1f0 altname a altname b",
+    "link property set dev ens1f0 altname a",
+    "link property del dev ens1f0 altname a#b",
+])
+def test_settings_lines_we_do_not_write_are_violations(line):
+    with pytest.raises(Bad):
+        batch_line(line)
