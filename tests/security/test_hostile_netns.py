@@ -10,7 +10,8 @@ import contextlib
 import os
 
 import pytest
-from helpers import edit_record, gc_call, ns, ok, records, restored
+
+from tests.support.checks import edit_record, gc_call, ns, ok, records, restored
 
 
 def _hostile(tmp_path, node, pod, kind):

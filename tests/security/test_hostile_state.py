@@ -14,10 +14,10 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import logging_ip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.checks import logging_ip
 from tests.support.grammar import violations
 from tests.support.simnode import SimNode
 

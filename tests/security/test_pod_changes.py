@@ -9,7 +9,7 @@ Real ip, the real host-device, veth NICs in namespaces (hack/simnode.py).
 
 import subprocess
 
-from helpers import edit_record, ns, ok, records, restored
+from tests.support.checks import edit_record, ns, ok, records, restored
 
 
 def sh(*argv):

@@ -12,8 +12,8 @@ import os
 import threading
 
 import pytest
-from helpers import attachments, edit_record, gc_call, ns, ok, reconcile, records, restored
 
+from tests.support.checks import attachments, edit_record, gc_call, ns, ok, reconcile, records, restored
 from tests.support.simnode import sh
 
 

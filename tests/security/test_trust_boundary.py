@@ -7,7 +7,8 @@ import os
 import stat
 
 import pytest
-from helpers import (
+
+from tests.support.checks import (
     attachments,
     edit_record,
     gc_call,
@@ -18,7 +19,6 @@ from helpers import (
     records,
     restored,
 )
-
 from tests.support.grammar import violations
 from tests.support.simnode import sh
 

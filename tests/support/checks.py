@@ -1,6 +1,16 @@
-"""Assertions on a simulated node shared by the integration suites."""
+"""Calls and assertions on a simulated node shared by the integration and security suites,
+and an `ip` that logs what it is given."""
 
+from __future__ import annotations
+
+import json
 import os
+import pathlib
+import shutil
+import subprocess
+
+REAL_IP = shutil.which("ip") or "/usr/sbin/ip"
+REAL_NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 
 
 def ok(call):
@@ -8,9 +18,13 @@ def ok(call):
     return call.json
 
 
+def attachments(node) -> pathlib.Path:
+    return pathlib.Path(node.state_dir) / "attachments"
+
+
 def records(node):
-    d = os.path.join(node.state_dir, "attachments")
-    return sorted(n for n in os.listdir(d) if n.endswith(".json")) if os.path.isdir(d) else []
+    d = attachments(node)
+    return sorted(n for n in os.listdir(d) if n.endswith(".json")) if d.is_dir() else []
 
 
 def restored(node, nic, up=True):
@@ -30,7 +44,49 @@ def script(tmp_path, name, body):
     return str(path)
 
 
-def gc_call(node, valid, key="cni.dev/valid-attachments"):
+def gc_call(node, valid, key="cni.dev/valid-attachments", extra_env=None):
     conf = node.conf("", "1.1.0")
     conf[key] = valid
-    return node.cni("GC", conf)
+    return node.cni("GC", conf, extra_env=extra_env)
+
+
+def edit_record(node, name: str, change) -> None:
+    path = attachments(node) / name
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj))
+
+
+def reconcile(node, *args, env=None):
+    node.sync_sysfs()
+    return subprocess.run(["ip", "netns", "exec", node.node, "env", *(env or []), node.plugin,
+                           "reconcile", "--state-dir", node.state_dir, "--interval", "0", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def logging_ip(bin_dir: pathlib.Path, log: pathlib.Path) -> dict[str, str]:
+    """`ip` and `nsenter` first in PATH that log their argv (one `A` line each) and every
+    batch line on stdin (`L` lines) to `log`, then run the real tool."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    ip = bin_dir / "ip"
+    ip.write_text(f"""#!/bin/sh
+printf 'A ip %s\\n' "$*" >> {log}
+case " $* " in
+  *" -batch "*)
+    t=$(mktemp)
+    cat > "$t"
+    sed 's/^/L /' "$t" >> {log}
+    {REAL_IP} "$@" < "$t"; rc=$?
+    rm -f "$t"
+    exit $rc;;
+esac
+exec {REAL_IP} "$@"
+""")
+    nsenter = bin_dir / "nsenter"
+    nsenter.write_text(f"""#!/bin/sh
+printf 'A nsenter %s\\n' "$*" >> {log}
+exec {REAL_NSENTER} "$@"
+""")
+    ip.chmod(0o755)
+    nsenter.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
