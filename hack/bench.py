@@ -12,7 +12,7 @@
   throughput, failures, and whether any record or any address was lost.
 - containerd (the kubelet's path): RunPodSandbox and StopPodSandbox over CRI with our plugin,
   interleaved with the same for a bare host-device+static conflist on the same NIC
-  (hack/containerd_cri.py, the harness tests/runtime/test_containerd_cri.py uses).
+  (tests/support/containerd_cri.py, the harness tests/runtime/test_containerd_cri.py uses).
 
 The benchmark process moves itself into the node's netns (setns), so neither side pays for
 `ip netns exec`. Results: bench-results/bench.json and a table on stdout. No test asserts any

@@ -23,8 +23,8 @@ from plugin.errors import (
     NETWORK_COMMAND_FAILED,
     CniError,
 )
-from plugin.netinfo import LinkSnapshot, parse_snapshot
 from plugin.result import Result, parse_result
+from plugin.snapshot import LinkSnapshot, parse_snapshot
 from plugin.state import (
     LEGACY_FILE_NAME,
     PHASE_ATTACHED,
@@ -77,9 +77,9 @@ def _delegate_conf(conf: NetConf, version: str, netdev: str,
         out["ipam"] = {"type": "static",
                        "addresses": [{"address": a.cidr} for a in snapshot.addresses]}
         if conf.injections:
-            from plugin import routes
+            from plugin import route_injection
 
-            injected, skipped = routes.derive(snapshot.addresses, conf.injections)
+            injected, skipped = route_injection.derive(snapshot.addresses, conf.injections)
             for why in skipped:
                 log.warn(f"no injected route for {why}")
             if injected:
@@ -197,7 +197,7 @@ def add(env: Env, conf: NetConf) -> Result:
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
             # finds the NIC in the pod; only CHECK would need the ADD again.
-            store.save(record.advanced(PHASE_ATTACHED, result.to_dict(NEWEST_CNI_VERSION)), durable=False)
+            store.save(record.with_phase(PHASE_ATTACHED, result.to_dict(NEWEST_CNI_VERSION)), durable=False)
         except BaseException as e:
             log.error(f"ADD failed ({e!s:.200}); rolling back")
             _rollback(store, record, env, conf)

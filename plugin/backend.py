@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from plugin import log
+from plugin import log, profile
 from plugin.imports import load_sh
 from plugin.netns import is_net as is_netns
 
@@ -85,7 +85,7 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     except sh.TimeoutException:
         raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS) from None
     finally:
-        log.timing(argv, time.monotonic() - started)
+        profile.command(argv, time.monotonic() - started)
     return str(proc.stdout.decode("utf-8", "replace"))
 
 

@@ -12,9 +12,9 @@ from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, Cni
 from plugin.policy import PATH_ENV, NodePolicy, clean_path
 
 if TYPE_CHECKING:
-    from plugin.routes import Injection
+    from plugin.route_injection import Injection
 
-_ROUTE_KEY_PREFIXES = ("nexthopNetAddrOffset", "routeDstPrefixLen")  # see plugin/routes.py
+_ROUTE_KEY_PREFIXES = ("nexthopNetAddrOffset", "routeDstPrefixLen")  # see plugin/route_injection.py
 DEFAULT_LOCK_TIMEOUT = 20.0
 MAX_LOCK_TIMEOUT = 300.0
 # host-device's other selectors: we select by PCI address or netdev name only, and a key we
@@ -111,9 +111,9 @@ def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> N
     injections: tuple[Injection, ...] = ()
     warnings: tuple[str, ...] = ()
     if any(k.startswith(_ROUTE_KEY_PREFIXES) for k in obj):
-        from plugin import routes
+        from plugin import route_injection
 
-        injections, warnings = routes.parse(obj)
+        injections, warnings = route_injection.parse(obj)
     return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam, policy.state_dir,
                    allow, float(timeout), prev, injections, warnings, policy)
 

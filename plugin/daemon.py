@@ -165,7 +165,7 @@ def warm_up() -> None:
     from plugin.imports import load_dataclasses, load_sh
 
     load_dataclasses()
-    from plugin import add, check, config, delete, log, main, policy, release, status  # noqa: F401
+    from plugin import add, check, config, delete, gc, log, main, policy, reconcile, status  # noqa: F401
 
     load_sh()
     import tenacity  # noqa: F401
@@ -271,14 +271,14 @@ class Daemon:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from plugin import log, release
+        from plugin import log, reconcile
         from plugin.state import StateStore
 
         log.bind(cmd="RECONCILE")
         store = StateStore(self.policy.state_dir)
         before = len(store.records())
         try:
-            errors = release.reconcile_once(self.policy.state_dir, self.args.cni_path,
+            errors = reconcile.reconcile_once(self.policy.state_dir, self.args.cni_path,
                                             self.args.max_orphan_hours * 3600)
         except Exception as e:   # the loop goes on; the next pass may succeed
             log.error(f"reconcile pass failed: {e}")
@@ -337,7 +337,7 @@ class Daemon:
 
 
 def main(argv: Sequence[str]) -> int:
-    from plugin import release
+    from plugin.delete import MAX_ORPHAN_SECONDS
 
     p = argparse.ArgumentParser(prog="amd-host-device daemon",
                                 description="Serve CNI requests from the shim over a unix "
@@ -346,7 +346,7 @@ def main(argv: Sequence[str]) -> int:
                    help="where host-device is, for reconcile (colon list)")
     p.add_argument("--reconcile-interval", type=float, default=60.0,
                    help="seconds between reconcile passes; 0 = no reconcile")
-    p.add_argument("--max-orphan-hours", type=float, default=release.MAX_ORPHAN_SECONDS / 3600)
+    p.add_argument("--max-orphan-hours", type=float, default=MAX_ORPHAN_SECONDS / 3600)
     p.add_argument("--grace", type=float, default=20.0,
                    help="seconds in-flight requests get to finish on SIGTERM")
     p.add_argument("--ping", action="store_true",

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plugin import CNI_VERSIONS, log
+from plugin import CNI_VERSIONS, log, profile
 from plugin.cni import Env, version_key
 from plugin.errors import DELEGATE_FAILED, NOT_AVAILABLE, CniError
 from plugin.state import NotRegular, read_regular
@@ -25,6 +25,9 @@ PLUGIN = "host-device"
 FALLBACK_DIRS = ("/opt/cni/bin", "/var/lib/cni/bin", "/usr/libexec/cni", "/usr/lib/cni")
 FALLBACK_ENV = "AMD_HOST_DEVICE_FALLBACK_DIRS"
 TIMEOUT_SECONDS = 60.0
+# Asked where the answer's shape does not matter (VERSION, DEL): every host-device since CNI
+# 1.0 speaks it; pick_version falls back to what the binary said it speaks.
+BASELINE_VERSION = "1.0.0"
 _CACHE_NAME = "delegate-versions.json"
 # Codes a delegate may return that mean the same to our caller; anything else is ours (100).
 _PASS_THROUGH = {3, 4, 5, 11}
@@ -76,7 +79,7 @@ def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.Complet
     are interrupted (SIGTERM), the whole group is killed, the IPAM plugin it runs and whatever
     that runs included. A runaway chain (a plugin that runs itself) cannot outlive us."""
     try:
-        with log.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"), \
+        with profile.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"), \
                 subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, env=dict(env),
                                  start_new_session=True) as proc:
@@ -143,7 +146,7 @@ def locate(cni_path: Sequence[str], cache_dir: str) -> Delegate:
     versions = _versions_from_cache(path, cache_dir)
     if versions is None:
         env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
-        proc = _exec(path, env, b'{"cniVersion":"1.0.0"}')
+        proc = _exec(path, env, b'{"cniVersion":"%s"}' % BASELINE_VERSION.encode())
         try:
             versions = tuple(json.loads(proc.stdout)["supportedVersions"])
         except (ValueError, KeyError, TypeError):

@@ -1,11 +1,38 @@
-"""DEL: give the NIC back to the node with the configuration it had (see plugin/release.py)."""
+"""DEL: give the NIC back to the node with the configuration it had, and forget the record.
+
+GC (plugin/gc.py) and reconcile (plugin/reconcile.py) release records through `sweep`, so one
+rule holds for all three. Under the device's lock, give the NIC back; then
+- restored: forget the record;
+- not found anywhere (the pod's netns is gone and the NIC has not come home yet — a physical
+  NIC returns from a destroyed netns asynchronously — or the pod moved, renamed and re-MAC'd
+  it): keep the record, marked orphaned, for reconcile or a later ADD of that NIC to finish,
+  and drop it only after `max_orphan_seconds` (default 24 h): by then it is a veth that died
+  with its netns, or hardware that is gone. Nothing is forgotten on uncertainty.
+"""
 
 from __future__ import annotations
 
-from plugin import legacy, log, release
+import enum
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from plugin import backend, device, giveback, legacy, log
 from plugin.cni import Env
 from plugin.config import NetConf
-from plugin.state import StateStore
+from plugin.errors import CniError
+from plugin.state import Record, StateStore
+
+MAX_ORPHAN_SECONDS = 24 * 3600.0
+
+
+class Released(enum.Enum):
+    """What became of one attachment's record."""
+
+    RESTORED = "restored"  # the NIC is home with its configuration; the record is gone
+    KEPT = "kept"          # the NIC was not found or not proven: the record stays for later
+    EXPIRED = "expired"    # an orphan past MAX_ORPHAN_SECONDS: forgotten
+    GONE = "gone"          # a concurrent DEL had already released it
 
 
 def delete(env: Env, conf: NetConf) -> None:
@@ -17,10 +44,116 @@ def delete(env: Env, conf: NetConf) -> None:
             log.event("nothing recorded for this attachment; nothing to give back")
             return
         log.bind(device=entry.device_id, netdev=entry.host_ifname)
-        what = release.release_legacy(store, entry, env, conf.lock_timeout)
-        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what}")
+        what = release_legacy(store, entry, env, conf.lock_timeout)
+        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
-    what = release.release(store, record, env, conf.lock_timeout)
-    if what == "gone":
+    what = release(store, record, env, conf.lock_timeout)
+    if what is Released.GONE:
         log.event("a concurrent DEL already gave the NIC back")
+
+
+def release(store: StateStore, record: Record, env: Env, lock_timeout: float,
+            wait: float = giveback.RETURN_WAIT_SECONDS,
+            max_orphan: float = MAX_ORPHAN_SECONDS) -> Released:
+    with store.lock(record.device_key, lock_timeout):
+        current = store.load(record.container_id, record.ifname)
+        if current is None:
+            return Released.GONE
+        outcome = giveback.give_back(current, env, store.root, wait=wait)
+        return _settle(store, current, outcome, max_orphan)
+
+
+def release_legacy(store: StateStore, entry: legacy.LegacyEntry, env: Env, lock_timeout: float,
+                   look_in_pod: bool = True) -> Released:
+    """A pod created by AMD's Go plugin: give its NIC back, then drop the mapping."""
+    record = entry.as_record(env.container_id, env.ifname, env.netns)
+    with store.lock(record.device_key, lock_timeout):
+        outcome = giveback.give_back(record, env, store.root, look_in_pod=look_in_pod)
+        if outcome.restored:
+            with legacy.locked(store, lock_timeout):
+                legacy.forget(store, entry.device_id)
+            return Released.RESTORED
+    return Released.KEPT
+
+
+def verdict(record: Record, outcome: giveback.Outcome, now: float,
+            max_orphan: float) -> Released:
+    """Pure: what becomes of a record after a give-back attempt. Nothing is forgotten on
+    uncertainty: only a restored NIC, or an orphan past `max_orphan`, ends a record."""
+    if outcome.restored:
+        return Released.RESTORED
+    if outcome.refused:
+        return Released.KEPT  # the NIC may be safe in its own pod: not an orphan
+    # A /proc/<pid>/ns/net path cannot be judged from another PID namespace (the reconcile
+    # container's): never expire those; DEL and GC still handle them.
+    expirable = not record.netns.startswith("/proc/")
+    if expirable and record.orphaned_since and now - record.orphaned_since >= max_orphan:
+        return Released.EXPIRED
+    return Released.KEPT
+
+
+def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
+            max_orphan: float) -> Released:
+    now = time.time()
+    what = verdict(record, outcome, now, max_orphan)
+    if what is Released.RESTORED:
+        store.remove(record)
+        return what
+    if outcome.refused:
+        log.warn(f"{record.snapshot.name} of {record.attachment} is not on the node; record "
+                 "kept for a DEL with the attachment's netns, or for reconcile")
+        return what
+    if what is Released.EXPIRED:
+        log.warn(f"{record.snapshot.name} of {record.attachment} has not come home in "
+                 f"{max_orphan / 3600:g} h; forgetting it")
+        store.remove(record)
+        return Released.EXPIRED
+    if not record.orphaned_since:
+        store.save(replace(record, orphaned_since=now))
+    where = "is in neither the pod nor the node" if outcome.pod_alive else \
+        "has not come back from the pod's gone netns"
+    log.warn(f"{record.snapshot.name} of {record.attachment} {where}; record kept for reconcile")
+    return Released.KEPT
+
+
+def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
+    return Env("DEL", record.container_id, "", record.ifname, {}, tuple(cni_path))
+
+
+def sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
+           lock_timeout: float, max_orphan: float) -> list[str]:
+    errors = []
+    for record in records:
+        try:
+            what = release(store, record, _env_for(record, cni_path), lock_timeout, wait=0,
+                           max_orphan=max_orphan)
+            log.event(f"{record.attachment} ({record.device_key}): {what.value}")
+        except Exception as e:  # one bad attachment must not stop the others
+            errors.append(f"{record.attachment}: {e}")
+            log.error(f"{record.attachment}: {e}")
+    for entry in legacy.entries(store.root):
+        # Legacy entries name no pod: only a NIC already home is known to be released, and
+        # only sysfs proves that the link of its name is the NIC (never `lo`, a bridge...).
+        # An entry keyed by a name, not a PCI address, has nothing that proves it: never swept.
+        if not _legacy_nic_home(entry):
+            continue
+        try:
+            env = Env("DEL", "legacy", "", entry.host_ifname, {}, tuple(cni_path))
+            what = release_legacy(store, entry, env, lock_timeout, look_in_pod=False)
+            log.event(f"legacy mapping {entry.device_id} ({entry.host_ifname}): {what.value}")
+        except Exception as e:
+            errors.append(f"legacy {entry.device_id}: {e}")
+            log.error(f"legacy {entry.device_id}: {e}")
+    return errors
+
+
+def _legacy_nic_home(entry: legacy.LegacyEntry) -> bool:
+    try:
+        address = device.normalize_pci(entry.device_id)
+    except CniError:
+        log.event(f"legacy mapping {entry.device_id!r} names no PCI address: left alone")
+        return False
+    if not device.belongs_to(entry.host_ifname, address):
+        return False
+    return backend.link_exists(entry.host_ifname)

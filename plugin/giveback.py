@@ -19,6 +19,7 @@ from plugin import backend, delegate, identity, log
 from plugin import validate as v
 from plugin.cni import Env, valid_ifname
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
+from plugin.snapshot import rename_line
 from plugin.state import PHASE_MOVING, Record, netns_identity
 
 RETURN_WAIT_SECONDS = 2.0
@@ -179,7 +180,7 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
             in_pod = _as_link(found)
             _prepare_move(view.path, found)
             hd = delegate.locate(env.path, state_dir)
-            conf = {"cniVersion": hd.pick_version("1.0.0"), "name": "amd-host-device",
+            conf = {"cniVersion": hd.pick_version(delegate.BASELINE_VERSION), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
             delegate.run(hd, "DEL", env, in_pod.name, view.path, conf)
             log.event(f"host-device returned {in_pod.name} from {view.path}")
@@ -305,7 +306,7 @@ def restore(record: Record, link: Link) -> None:
     failures = _apply(record, link)
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
-    rename = f"link set dev {link.name} name {snap.name}"
+    rename = rename_line(link.name, snap.name)  # the one step whose failure loses the NIC
     if any(f.line == rename for f in failures) and not _home_by_name(record):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))

@@ -84,7 +84,7 @@ def load_sh() -> Any:
             del sys.modules[name]
         if "importlib.metadata" in installed and not had_meta_attr:
             del importlib.metadata
-    from plugin import log
+    from plugin import profile
 
-    log.record("import sh", time.perf_counter() - started)
+    profile.add("import sh", time.perf_counter() - started)
     return sh

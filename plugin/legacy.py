@@ -21,7 +21,7 @@ from plugin import validate as v
 from plugin.device import normalize_pci
 from plugin.errors import CniError
 from plugin.identity import NicIdentity
-from plugin.netinfo import Address, LinkSnapshot
+from plugin.snapshot import Address, LinkSnapshot
 from plugin.state import (
     LEGACY_FILE_NAME,
     PHASE_ATTACHED,
@@ -32,7 +32,6 @@ from plugin.state import (
     set_aside,
 )
 
-FILE_NAME = LEGACY_FILE_NAME
 LOCK_KEY = "legacy-ip-interface-mappings"
 
 
@@ -68,7 +67,7 @@ class LegacyEntry:
 
 
 def _path(state_dir: str) -> str:
-    return os.path.join(state_dir, FILE_NAME)
+    return os.path.join(state_dir, LEGACY_FILE_NAME)
 
 
 def _parse(state_dir: str) -> dict[str, object]:
@@ -101,7 +100,7 @@ def _entry(device_id: str, raw: object) -> LegacyEntry | None:
     try:
         return _checked(device_id, raw)
     except ValueError as e:  # validate.Corrupt
-        log.error(f"legacy mapping {device_id[:64]!r} in {FILE_NAME} ignored: {e}")
+        log.error(f"legacy mapping {device_id[:64]!r} in {LEGACY_FILE_NAME} ignored: {e}")
         return None
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from plugin import legacy, policy
 from plugin.errors import CniError
-from plugin.state import Record, StateStore
+from plugin.state import LEGACY_FILE_NAME, Record, StateStore
 
 SCHEMA = "amd-host-device/list/v1"
 LOCK_WAIT_SECONDS = 1.0
@@ -53,7 +53,7 @@ def _attachment(store: StateStore, found: Record, now: float) -> dict[str, Any] 
 
 
 def _legacy(store: StateStore, corrupt: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    path = os.path.join(store.root, legacy.FILE_NAME)
+    path = os.path.join(store.root, LEGACY_FILE_NAME)
     with store.shared_lock(legacy.LOCK_KEY, LOCK_WAIT_SECONDS):
         try:
             entries, invalid = legacy.entries_checked(store.root)
@@ -127,7 +127,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
     else:
         out.append("  none")
     if listing["legacy"]:
-        out += ["", f"Legacy mappings (AMD Go plugin's {legacy.FILE_NAME}; "
+        out += ["", f"Legacy mappings (AMD Go plugin's {LEGACY_FILE_NAME}; "
                 "restored on DEL, GC or reconcile):"]
         out += _table(("LEGACY DEVICE", "NETDEV", "ADDRESSES", "STATE"),
                       [(e["deviceID"], e["netdev"], ",".join(e["addresses"]),

@@ -14,12 +14,9 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 _context: dict[str, str] = {}
-_timings: list[tuple[str, float]] = []
-
-_PROFILE = bool(os.environ.get("AMD_HOST_DEVICE_PROFILE"))
 PLUGIN = "amd-host-device"
 
 
@@ -56,7 +53,7 @@ def format_line(level: str, msg: str, fields: Mapping[str, str], now: float) -> 
     return " ".join(words) + "\n"
 
 
-def _stderr(line: str) -> None:
+def write_stderr(line: str) -> None:
     """Best-effort: a closed stderr (the runtime or Multus died mid-ADD) must not fail the
     command, or an ADD would stop between moving the NIC and answering. After the first
     failure fd 2 points at /dev/null, so the unwritten rest and the exit-time flush cannot
@@ -74,14 +71,14 @@ def _stderr(line: str) -> None:
             pass
 
 
-_sink: Callable[[str], None] = _stderr
+_sink: Callable[[str], None] = write_stderr
 
 
 def set_sink(sink: Callable[[str], None] | None) -> None:
     """Where lines go instead of stderr (the daemon: its stdout, `kubectl logs`); None
     restores stderr."""
     global _sink
-    _sink = sink or _stderr
+    _sink = sink or write_stderr
 
 
 _ROTATE_TRIES = 8
@@ -189,62 +186,3 @@ def warn(msg: str) -> None:
 
 def error(msg: str) -> None:
     _emit("error", msg)
-
-
-class _Span:
-    """Adds the time spent inside `with span(bucket):` to the profile (when profiling)."""
-
-    __slots__ = ("bucket", "started")
-
-    def __init__(self, bucket: str) -> None:
-        self.bucket = bucket
-        self.started = 0.0
-
-    def __enter__(self) -> None:
-        self.started = time.perf_counter()
-
-    def __exit__(self, *_: object) -> None:
-        record(self.bucket, time.perf_counter() - self.started)
-
-
-class _NoSpan:
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-_NO_SPAN = _NoSpan()
-
-
-def span(bucket: str) -> _Span | _NoSpan:
-    return _Span(bucket) if _PROFILE else _NO_SPAN
-
-
-def record(bucket: str, seconds: float) -> None:
-    if _PROFILE:
-        _timings.append((bucket, seconds))
-
-
-def timing(argv: Sequence[str], seconds: float) -> None:
-    """Per-command cost, kept only when profiling (make bench)."""
-    if _PROFILE:
-        words = [a for a in argv if not a.startswith("--net=")]
-        if words and words[0] == "nsenter":
-            words = ["nsenter", *words[1:]]
-        record("cmd " + " ".join(words[:4]), seconds)
-
-
-def dump(total: float) -> None:
-    """One stderr line with where the time went: `profile {json}`."""
-    if _PROFILE:
-        import json
-
-        buckets: dict[str, float] = {}
-        for bucket, seconds in _timings:
-            buckets[bucket] = buckets.get(bucket, 0.0) + seconds * 1000
-        buckets["total in process"] = total * 1000
-        _stderr("amd-host-device profile " + json.dumps(buckets) + "\n")

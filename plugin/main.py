@@ -55,7 +55,7 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     from plugin.imports import load_dataclasses
 
     load_dataclasses()
-    from plugin import log, policy
+    from plugin import log, policy, profile
     from plugin.cni import parse_env
     from plugin.config import decode, parse_netconf
 
@@ -67,17 +67,17 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
              ifname=env.ifname)
     raw = decode(stdin)
     conf = parse_netconf(raw, node_policy)
-    log.record("start to main()", began - _STARTED)
+    profile.add("start to main()", began - _STARTED)
     match command:
         case "ADD":
             from plugin import add
 
-            log.record("imports (plugin modules)", time.perf_counter() - began)
+            profile.add("imports (plugin modules)", time.perf_counter() - began)
             return add.add(env, conf).to_dict(conf.cni_version)
         case "DEL":
             from plugin import delete
 
-            log.record("imports (plugin modules)", time.perf_counter() - began)
+            profile.add("imports (plugin modules)", time.perf_counter() - began)
             delete.delete(env, conf)
         case "CHECK":
             from plugin import check
@@ -88,9 +88,9 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
 
             status.status(env, conf)
         case "GC":
-            from plugin import release
+            from plugin import gc
 
-            release.gc(env, conf, raw)
+            gc.gc(env, conf, raw)
         case _:  # parse_env refuses any other command first; VERSION never gets here
             raise CniError(INVALID_ENV, f"CNI_COMMAND: {command!r} is not dispatched here")
     return None
@@ -99,9 +99,9 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
 def main() -> int:
     _signal.signal(_signal.SIGTERM, _on_sigterm)
     if sys.argv[1:2] == ["reconcile"]:
-        from plugin import release
+        from plugin import reconcile
 
-        return release.reconcile_main(sys.argv[2:])
+        return reconcile.reconcile_main(sys.argv[2:])
     if sys.argv[1:2] == ["daemon"]:
         from plugin import daemon
 
@@ -156,8 +156,8 @@ def _profiled(command: str, stdin: bytes) -> dict[str, object] | None:
     try:
         return dispatch(command, stdin)
     finally:
-        if "plugin.log" in sys.modules:
-            sys.modules["plugin.log"].dump(time.perf_counter() - _STARTED)
+        if "plugin.profile" in sys.modules:
+            sys.modules["plugin.profile"].dump(time.perf_counter() - _STARTED)
 
 
 def _log_failure(msg: str) -> None:

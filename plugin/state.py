@@ -33,11 +33,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from plugin import log, netns
+from plugin import log, netns, profile
 from plugin import validate as v
 from plugin.errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CniError
 from plugin.identity import NicIdentity
-from plugin.netinfo import LinkSnapshot
+from plugin.snapshot import LinkSnapshot
 
 FORMAT = 1
 # AMD's Go plugin kept all its mappings in this one file of the same dir (plugin/legacy.py).
@@ -85,7 +85,7 @@ class Record:
 
     @property
     def attachment(self) -> str:
-        return f"{self.container_id}@{self.ifname}"
+        return f"{self.container_id}/{self.ifname}"
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "containerID": self.container_id, "ifname": self.ifname,
@@ -118,7 +118,7 @@ class Record:
                    identity=NicIdentity.from_json(o.get("identity")),
                    **_attachment_fields(o))
 
-    def advanced(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
+    def with_phase(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
         return replace(self, phase=phase, result=result if result is not None else self.result)
 
 
@@ -359,7 +359,7 @@ class StateStore:
                                    f"another ADD/DEL held its lock for more than {timeout:g}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
-            log.record("state I/O (lock)", time.perf_counter() - started)
+            profile.add("state I/O (lock)", time.perf_counter() - started)
             yield
         finally:
             os.close(fd)  # closing releases the flock
@@ -434,7 +434,7 @@ class StateStore:
     def save(self, record: Record, durable: bool = True) -> None:
         """Write the record, then point the device index at it. durable=False skips the
         fsyncs (still atomic): for updates whose loss a later DEL survives anyway."""
-        with log.span("state I/O"):
+        with profile.span("state I/O"):
             self._save(record, durable)
 
     def _save(self, record: Record, durable: bool) -> None:
@@ -461,7 +461,7 @@ class StateStore:
             raise _io_error("cannot write device index", e) from None
 
     def _load(self, path: str, attachment: str = "") -> Record | None:
-        with log.span("state I/O"):
+        with profile.span("state I/O"):
             return self._read(path, attachment)
 
     def _read(self, path: str, attachment: str = "") -> Record | None:
@@ -529,7 +529,7 @@ class StateStore:
         return record
 
     def remove(self, record: Record) -> None:
-        with log.span("state I/O"):
+        with profile.span("state I/O"):
             self._remove(record)
 
     def _remove(self, record: Record) -> None:

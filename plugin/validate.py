@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
 from plugin.cni import valid_ifname
@@ -144,6 +144,21 @@ def obj(value: object, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise Corrupt(f"{what}: must be an object")
     return value
+
+
+def fields(value: object, what: str, known: Set[str]) -> Mapping[str, Any]:
+    """An object with no key outside `known`: a field we do not check is never carried."""
+    found = obj(value, what)
+    unknown = set(found) - known
+    if unknown:
+        raise Corrupt(f"{what}: unknown fields {sorted(unknown)}")
+    return found
+
+
+def family(value: object, what: str) -> tuple[str, int]:
+    """"inet" or "inet6", and its IP version."""
+    name = choice(value, what, ("inet", "inet6"))
+    return name, 6 if name == "inet6" else 4
 
 
 def array(value: object, what: str) -> list[Any]:

@@ -1,6 +1,6 @@
 """Issue 11: the right NIC, the right network, the node's uplinks.
 
-Real ip, the real host-device, veth NICs in namespaces (hack/simnode.py). Each test is one row
+Real ip, the real host-device, veth NICs in namespaces (tests/support/simnode.py). Each test is one row
 of the issue's table (row 5 belongs to route restore) or the impostor test of its "done when".
 """
 

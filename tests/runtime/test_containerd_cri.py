@@ -1,7 +1,7 @@
 """The kubelet's own path: containerd's CRI plugin (Debian's containerd 1.6) runs our plugin
 through libcni for pod sandboxes, driven over the CRI v1 API as the kubelet would drive it.
 
-One containerd for the module (hack/containerd_cri.py: own config, root, state, socket and CNI
+One containerd for the module (tests/support/containerd_cri.py: own config, root, state, socket and CNI
 dirs under a temp dir, in the simulated node's netns), one conflist per test; every test leaves
 no sandbox behind, and the module leaves nothing running."""
 

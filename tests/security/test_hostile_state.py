@@ -1,5 +1,5 @@
 """Property: whatever a record or AMD's legacy mappings say, DEL, GC and reconcile send `ip`
-nothing but the plugin's own grammar (tests/security/grammar.py), never hang, and always answer
+nothing but the plugin's own grammar (tests/support/grammar.py), never hang, and always answer
 with a CNI object, never a traceback.
 
 `ip` and `nsenter` are PATH wrappers that log every argv and batch line. Everything runs on a

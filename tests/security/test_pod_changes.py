@@ -4,7 +4,7 @@ or its neighbours cannot wedge DEL, and its altnames, flags and settings do not 
 Beyond tests/security/test_red_team.py (rows 6 to 11): the NIC's own node altnames come back,
 a pod altname no batch line may carry goes, promisc/allmulticast are put back, no temporary
 name stays behind, and records written before link settings were recorded still give back.
-Real ip, the real host-device, veth NICs in namespaces (hack/simnode.py).
+Real ip, the real host-device, veth NICs in namespaces (tests/support/simnode.py).
 """
 
 import subprocess

@@ -1,7 +1,7 @@
 """Red team, after issues 10 and 11 landed: attacks that still succeed, one test each.
 
 Each test fails on the code it was written against and passes once the hole is closed. Real
-ip, the real host-device, veth NICs in namespaces (hack/simnode.py); the simulated node and its
+ip, the real host-device, veth NICs in namespaces (tests/support/simnode.py); the simulated node and its
 pods are deleted afterwards even on failure. Attackers: a tenant who writes the NAD, a pod with
 NET_ADMIN, and a hostile disk (records, AMD's legacy mappings).
 """

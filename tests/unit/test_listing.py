@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from plugin import listing
-from plugin.netinfo import Address, LinkSnapshot
+from plugin.snapshot import Address, LinkSnapshot
 from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore
 
 NOW = 1_800_000_000.0

@@ -1,4 +1,4 @@
-"""hack/multus.py reproduces what Multus runs; these check it against Multus's rules."""
+"""tests/support/multus.py reproduces what Multus runs; these check it against Multus's rules."""
 
 import json
 from dataclasses import dataclass

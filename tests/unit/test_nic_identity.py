@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 
 from plugin import device, identity
+from plugin.gc import gc_candidates
 from plugin.giveback import PodView, choose_netns
 from plugin.identity import Frame, NicIdentity
-from plugin.netinfo import LinkSnapshot
-from plugin.release import gc_candidates
+from plugin.snapshot import LinkSnapshot
 from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "identity")

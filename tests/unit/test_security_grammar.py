@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from plugin.netinfo import parse_snapshot
+from plugin.snapshot import parse_snapshot
 from tests.support.grammar import Bad, batch_line, log_line
 
 DATA = pathlib.Path(__file__).parent.parent / "data"

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from plugin.errors import CniError
-from plugin.netinfo import Address, LinkSnapshot
+from plugin.snapshot import Address, LinkSnapshot
 from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore
 
 SNAP = LinkSnapshot("ens1f0", "aa:bb:cc:00:00:01", 9000, True,
@@ -30,7 +30,7 @@ def test_save_load_remove_and_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
     path = tmp_path / "s" / "attachments" / "c1@net1.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    store.save(r.advanced(PHASE_ATTACHED, {"cniVersion": "1.1.0"}))
+    store.save(r.with_phase(PHASE_ATTACHED, {"cniVersion": "1.1.0"}))
     assert store.load("c1", "net1").phase == PHASE_ATTACHED
     assert not [n for n in os.listdir(tmp_path / "s" / "attachments") if ".tmp." in n]
     store.remove(r)

@@ -6,7 +6,7 @@ import pytest
 from plugin import backend
 from plugin import validate as v
 from plugin.legacy import _entry
-from plugin.netinfo import Address, RouteEntry
+from plugin.snapshot import Address, RouteEntry
 
 
 @pytest.mark.parametrize("bad", ["", "a" * 16, "a b", "a/b", "a:b", "a;b", "a#b", 'a"b',

@@ -2,9 +2,9 @@
 
 import pytest
 
-from plugin import routes
+from plugin import route_injection as routes
 from plugin.errors import CniError
-from plugin.netinfo import Address
+from plugin.snapshot import Address
 
 
 def v4(cidr, peer=""):

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from plugin import validate as v
-from plugin.netinfo import (
+from plugin.snapshot import (
     LinkSettings,
     LinkSnapshot,
     RouteEntry,

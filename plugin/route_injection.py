@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin.errors import INVALID_CONFIG, CniError
-from plugin.netinfo import Address
+from plugin.snapshot import Address
 
 KEYS = {4: ("nexthopNetAddrOffset", "routeDstPrefixLen"),
         6: ("nexthopNetAddrOffset6", "routeDstPrefixLen6")}
