@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 NAME = "amd-host-device"
 DELEGATES = ("host-device", "static", "sbr")
@@ -229,24 +230,32 @@ def install_policy(source: str, policy_dir: str) -> bool:
                 if f.read() == data:
                     log(f"node policy {dst} already up to date")
                     return False
-        tmp = _tmp(policy_dir, POLICY_FILE)
-        try:
+        def write(tmp: str) -> None:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             try:
                 os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, dst)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+        _place(_tmp(policy_dir, POLICY_FILE), dst, write)
         fsync_dir(policy_dir)
     except OSError as e:
         raise _why(e, policy_dir) from None
     log(f"wrote node policy {dst}")
     return True
+
+
+def _place(tmp: str, dst: str, fill: Callable[[str], None]) -> None:
+    """fill(tmp), then one rename over dst: dst is old or new, never half; tmp never outlives
+    a failure."""
+    try:
+        fill(tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def prune(host_dir: str, keep: set[str]) -> None:
@@ -268,8 +277,7 @@ def install_delegates(source: str, host_dir: str) -> int:
             same = os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False)
             log(f"{name} already installed" if same else f"node has its own {name}; leaving it")
             continue
-        tmp = _tmp(host_dir, name)
-        try:
+        def copy(tmp: str, src: str = src) -> None:
             shutil.copy2(src, tmp)
             os.chmod(tmp, 0o755)
             fd = os.open(tmp, os.O_RDONLY)
@@ -277,11 +285,8 @@ def install_delegates(source: str, host_dir: str) -> int:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, dst)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+        _place(_tmp(host_dir, name), dst, copy)
         fsync_dir(host_dir)
         log(f"installed {name} (the node had none)")
         installed += 1

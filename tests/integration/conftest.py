@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.support.simnode import SimNode
+from tests.support.simnode import SimNode, node_with_nics
 
 if os.geteuid() != 0:
     raise pytest.UsageError("integration tests need root (network namespaces)")
@@ -15,13 +15,8 @@ if not os.path.exists("/usr/lib/cni/host-device"):
 
 @pytest.fixture
 def node():
-    n = SimNode()
-    try:
-        n.add_nic(1)
-        n.add_nic(2)
+    with node_with_nics() as n:
         yield n
-    finally:
-        n.close()
 
 
 @pytest.fixture

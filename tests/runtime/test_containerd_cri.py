@@ -16,18 +16,13 @@ import pytest
 from cri_api.v1 import api_pb2
 
 from tests.support.containerd_cri import Containerd, in_netns
-from tests.support.simnode import SimNode
+from tests.support.simnode import node_with_nics
 
 
 @pytest.fixture(scope="module")
 def node():
-    n = SimNode()
-    try:
-        n.add_nic(1)
-        n.add_nic(2)
+    with node_with_nics() as n:
         yield n
-    finally:
-        n.close()
 
 
 @pytest.fixture(scope="module")

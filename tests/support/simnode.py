@@ -11,6 +11,7 @@ benchmark all build their node here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,3 +276,15 @@ class SimNode:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def node_with_nics(count: int = 2) -> Iterator[SimNode]:
+    """A simulated node with `count` NICs, removed afterwards even when building it fails."""
+    node = SimNode()
+    try:
+        for index in range(1, count + 1):
+            node.add_nic(index)
+        yield node
+    finally:
+        node.close()
