@@ -29,6 +29,9 @@ RETRY_SECONDS = 3.0
 # A backstop: no ip/ethtool/nsenter call takes this long unless something holds it (an open()
 # on a FIFO, a wedged driver). It is killed, and the failure is not retried.
 COMMAND_TIMEOUT_SECONDS = 30.0
+# `timeout`'s exit codes: 124 timed out (TERM), 137 killed after -k's grace (KILL).
+_TIMED_OUT = (124, 137)
+_TIMEOUT: Any = None  # sh's Command for coreutils `timeout`, made once
 
 T = TypeVar("T")
 
@@ -71,19 +74,24 @@ class NotANetns(CommandFailed):
 
 
 def _run_once(argv: Sequence[str], stdin: str | None) -> str:
+    """One command, bounded by coreutils `timeout` (sh's own `_timeout` polls in 100 ms steps,
+    which would cost every command that much)."""
     sh = load_sh()
     started = time.monotonic()
+    global _TIMEOUT
+    if _TIMEOUT is None:
+        try:
+            _TIMEOUT = sh.Command("timeout")
+        except sh.CommandNotFound:
+            raise CommandFailed(argv, 127, "timeout (coreutils): command not found") from None
+    bounded = _TIMEOUT  # exits 127 itself when argv[0] is not found
     try:
-        cmd = sh.Command(argv[0])
-    except sh.CommandNotFound:
-        raise CommandFailed(argv, 127, f"{argv[0]}: command not found") from None
-    try:
-        proc = cmd(*argv[1:], _in=stdin, _tty_out=False, _return_cmd=True, _encoding="utf-8",
-                   _timeout=COMMAND_TIMEOUT_SECONDS)
+        proc = bounded("-k", "1", f"{COMMAND_TIMEOUT_SECONDS:g}", *argv, _in=stdin,
+                       _tty_out=False, _return_cmd=True, _encoding="utf-8")
     except sh.ErrorReturnCode as e:
+        if e.exit_code in _TIMED_OUT:
+            raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS) from None
         raise CommandFailed(argv, e.exit_code, e.stderr.decode("utf-8", "replace")) from None
-    except sh.TimeoutException:
-        raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS) from None
     finally:
         profile.command(argv, time.monotonic() - started)
     return str(proc.stdout.decode("utf-8", "replace"))
