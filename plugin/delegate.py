@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -126,7 +125,7 @@ def _save_cache(path: str, versions: Sequence[str], cache_dir: str) -> None:
         data = json.dumps({"id": [path, st.st_ino, st.st_size, st.st_mtime_ns],
                            "versions": list(versions)}).encode()
         # An unpredictable name, created O_EXCL without following links (see plugin/state.py).
-        tmp = os.path.join(cache_dir, f".{_CACHE_NAME}.tmp.{secrets.token_hex(8)}")
+        tmp = os.path.join(cache_dir, f".{_CACHE_NAME}.tmp.{os.urandom(8).hex()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:

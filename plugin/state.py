@@ -22,11 +22,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
-import secrets
 import stat
 import time
 from collections.abc import Iterator, Mapping
@@ -254,7 +252,7 @@ def read_regular(path: str, limit: int = MAX_FILE_BYTES) -> bytes | None:
 
 def set_aside(path: str, why: str) -> None:
     """Move a bad file (of any kind; rename never follows a symlink) out of every lookup."""
-    aside = f"{path}.corrupt.{int(time.time())}.{secrets.token_hex(4)}"
+    aside = f"{path}.corrupt.{int(time.time())}.{os.urandom(4).hex()}"
     log.error(f"state file {path} is unusable ({why}); moved to {aside}")
     with contextlib.suppress(OSError):
         os.rename(path, aside)
@@ -277,6 +275,8 @@ def file_name(container_id: str, ifname: str) -> str:
     name = f"{container_id}@{ifname}.json"
     if len(name.encode()) <= _NAME_MAX:
         return name
+    import hashlib  # only for IDs too long for a file name
+
     digest = hashlib.sha256(f"{container_id}@{ifname}".encode()).hexdigest()[:40]
     return f"{container_id[:128]}~{digest}@{ifname}.json"
 
@@ -403,7 +403,7 @@ class StateStore:
     @staticmethod
     def _tmp_name(path: str) -> str:
         directory, name = os.path.split(path)
-        return os.path.join(directory, f".{name[:64]}.tmp.{secrets.token_hex(8)}")
+        return os.path.join(directory, f".{name[:64]}.tmp.{os.urandom(8).hex()}")
 
     def write_file(self, path: str, data: bytes, durable: bool = True) -> None:
         tmp = self._tmp_name(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 from plugin import backend, delegate
 from plugin.cni import Env
@@ -20,7 +19,7 @@ def status(env: Env, conf: NetConf) -> None:
         StateStore(state_dir).ensure()
         # An unpredictable name, created O_EXCL without following links: a name planted in
         # advance (a symlink to a node file) can neither be truncated nor make us wait.
-        probe = os.path.join(state_dir, f".status.{secrets.token_hex(16)}")
+        probe = os.path.join(state_dir, f".status.{os.urandom(16).hex()}")
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                      | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         os.close(fd)
