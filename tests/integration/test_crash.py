@@ -44,7 +44,10 @@ def _ip_killer(tmp_path, trigger):
     """An `ip` first in PATH that SIGKILLs the plugin when it sees `trigger` in its argv."""
     d = tmp_path / "bin"
     d.mkdir(exist_ok=True)
-    script(d, "ip", f'case "$*" in *"{trigger}"*) kill -9 $PPID; sleep 1;; esac\nexec {REAL_IP} "$@"\n')
+    # ip runs under coreutils `timeout` (plugin/backend.py): the plugin is its parent.
+    script(d, "ip", f'case "$*" in *"{trigger}"*)\n'
+           '  p=$PPID; [ "$(cat /proc/$p/comm)" = timeout ] && p=$(cut -d" " -f4 /proc/$p/stat)\n'
+           f'  kill -9 $p; sleep 1;; esac\nexec {REAL_IP} "$@"\n')
     return {"PATH": f"{d}:{os.environ['PATH']}"}
 
 

@@ -39,7 +39,7 @@ def test_status(node, tmp_path, cni_path_without_host_device):
     assert ro.json["code"] == 50 and "state dir" in ro.json["msg"]
     noip = tmp_path / "noip"
     noip.mkdir()
-    for tool in ("nsenter", "env"):
+    for tool in ("nsenter", "env", "timeout"):
         os.symlink(shutil.which(tool), noip / tool)
     missing = node.cni("STATUS", node.conf("", "1.1.0"), extra_env={"PATH": str(noip)})
     assert missing.json["code"] == 50 and "ip" in missing.json["msg"]

@@ -150,10 +150,11 @@ def failed(node, env, name, *args):
 
 
 def bin_dir(tmp_path, *tools, fakes=None):
-    """A PATH holding only these tools (and fake scripts): a node missing the rest."""
+    """A PATH holding only these tools (and fake scripts): a node missing the rest. coreutils'
+    `timeout` is always there (the plugin bounds every command with it)."""
     d = tmp_path / "bin"
     d.mkdir(exist_ok=True)
-    for tool in tools:
+    for tool in ("timeout", *tools):
         (d / tool).symlink_to(shutil.which(tool))
     for name, body in (fakes or {}).items():
         (d / name).write_text("#!/bin/sh\n" + body)
