@@ -62,3 +62,45 @@ def test_ethtool_channels_the_pod_set_do_not_come_home(node, pod):
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     assert restored(node, nic) and records(node) == []
     assert channels(node.node, nic.name) == before
+
+
+# -- operator tools on a hostile state dir ----------------------------------------------------
+
+def _legacy_path(node):
+    import os
+    return os.path.join(node.state_dir, "ip-interface-mappings.json")
+
+
+def _ensure_state_dir(node):
+    import os
+    for sub in ("", "attachments", "devices", "locks"):
+        os.makedirs(os.path.join(node.state_dir, sub), mode=0o700, exist_ok=True)
+
+
+def test_list_on_a_legacy_mappings_file_that_is_a_symlink_is_no_traceback(node, tmp_path):
+    """`legacy._parse` raises state.NotRegular (not an OSError/ValueError) for a symlink,
+    FIFO or oversized `ip-interface-mappings.json`; listing._legacy catches only
+    OSError/ValueError, so `amd-host-device list` dies with a Python traceback. An admin who
+    symlinked AMD's file into the state dir gets no listing at all."""
+    import os
+    _ensure_state_dir(node)
+    target = tmp_path / "mappings.json"
+    target.write_text("{}")
+    os.symlink(target, _legacy_path(node))
+    for args in (("list",), ("list", "--json")):
+        call = node.run(*args, timeout=60)
+        assert "Traceback" not in call.stderr, call.stderr[-1500:]
+        assert call.rc in (0, 1), (call.rc, call.stderr[-500:])
+    assert os.path.islink(_legacy_path(node)) and target.read_text() == "{}"
+
+
+def test_list_on_a_legacy_mappings_file_that_is_a_fifo_is_no_traceback(node):
+    """The same through a FIFO (which must neither hang `list` nor be moved by it)."""
+    import os
+    import stat
+    _ensure_state_dir(node)
+    os.mkfifo(_legacy_path(node))
+    call = node.run("list", "--json", timeout=60)
+    assert "Traceback" not in call.stderr, call.stderr[-1500:]
+    assert call.rc in (0, 1), (call.rc, call.stderr[-500:])
+    assert stat.S_ISFIFO(os.lstat(_legacy_path(node)).st_mode)
