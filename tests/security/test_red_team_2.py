@@ -104,3 +104,53 @@ def test_list_on_a_legacy_mappings_file_that_is_a_fifo_is_no_traceback(node):
     assert "Traceback" not in call.stderr, call.stderr[-1500:]
     assert call.rc in (0, 1), (call.rc, call.stderr[-500:])
     assert stat.S_ISFIFO(os.lstat(_legacy_path(node)).st_mode)
+
+
+# -- thick mode: the daemon's socket -------------------------------------------------------
+
+def test_slow_peers_cannot_wedge_the_daemon(node):
+    """CHILD_READ_SECONDS bounds each recv(), not the request: a peer that sends one byte of
+    its frame every few seconds keeps its forked child forever. At max_children (64) such
+    peers, the parent blocks in ForkingMixIn.collect_children (os.waitpid): it answers no
+    ping (readiness fails), runs no reconcile, every shim waits ACCEPT_SECONDS before it
+    falls back, and SIGTERM is not acted on. Bounded: 64 local connections, ~16 s."""
+    import socket
+    import threading
+    import time
+
+    from plugin import daemon_client
+
+    node.start_daemon()
+    peers = []
+    stop = threading.Event()
+    try:
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(node.socket)
+            peers.append(s)
+        frame = (4096).to_bytes(4, "big") + b"x" * 4096   # never completed
+
+        def trickle():
+            i = 0
+            while not stop.is_set() and i < len(frame):
+                for s in peers:
+                    try:
+                        s.send(frame[i:i + 1])
+                    except OSError:
+                        pass
+                i += 1
+                stop.wait(2)
+
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        time.sleep(14)   # past CHILD_READ_SECONDS (10 s): a bounded child is gone by now
+        answered = daemon_client.ping(node.socket, timeout=5)
+        stop.set()
+        t.join(10)
+    finally:
+        stop.set()
+        for s in peers:
+            s.close()
+    assert answered, "the daemon is wedged by 64 slow peers"
+    assert node.stop_daemon(timeout=60) == 0
