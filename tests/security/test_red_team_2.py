@@ -5,6 +5,7 @@ Real ip, the real host-device, veth NICs in namespaces (tests/support/simnode.py
 is cleaned by the fixtures; anything that could hang is bounded by a timeout.
 """
 
+import contextlib
 import subprocess
 
 from tests.support.checks import ns, ok, records, restored
@@ -135,10 +136,8 @@ def test_slow_peers_cannot_wedge_the_daemon(node):
             i = 0
             while not stop.is_set() and i < len(frame):
                 for s in peers:
-                    try:
+                    with contextlib.suppress(OSError):
                         s.send(frame[i:i + 1])
-                    except OSError:
-                        pass
                 i += 1
                 stop.wait(2)
 
