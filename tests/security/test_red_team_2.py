@@ -65,6 +65,49 @@ def test_ethtool_channels_the_pod_set_do_not_come_home(node, pod):
     assert channels(node.node, nic.name) == before
 
 
+_NETLINK = r"""
+import socket, struct, sys
+ATTR = 63  # IFLA_GSO_IPV4_MAX_SIZE (Linux 6.3); iproute2 6.1 neither shows nor sets it
+def req(kind, flags, idx, attrs=b""):
+    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, idx, 0, 0) + attrs
+    return struct.pack("=LHHLL", 16 + len(body), kind, flags, 1, 0) + body
+def talk(data):
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    s.bind((0, 0)); s.send(data); out = s.recv(65536); s.close(); return out
+idx = socket.if_nametoindex(sys.argv[2])
+if sys.argv[1] == "set":
+    out = talk(req(16, 1 | 4, idx, struct.pack("HH", 8, ATTR) + struct.pack("I", int(sys.argv[3]))))
+    sys.exit(-struct.unpack("i", out[16:20])[0])
+out, pos = talk(req(18, 1, idx)), 32
+while pos + 4 <= len(out):
+    ln, t = struct.unpack("HH", out[pos:pos + 4])
+    if ln < 4: break
+    if t == ATTR: print(struct.unpack("I", out[pos + 4:pos + 8])[0]); break
+    pos += (ln + 3) & ~3
+"""
+
+
+def _gso_ipv4(netns, dev, value=None):
+    argv = ["ip", "netns", "exec", netns, "/usr/bin/python3", "-c", _NETLINK,
+            "get" if value is None else "set", dev, *([] if value is None else [str(value)])]
+    return subprocess.run(argv, check=True, capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+
+
+def test_gso_ipv4_max_size_set_with_a_newer_ip_in_the_pod_does_not_come_home(node, pod):
+    """A pod image ships its own (newer) iproute2, or speaks netlink itself: it sets
+    IFLA_GSO_IPV4_MAX_SIZE (Linux >= 6.3) on net1, which stays with the netdev. The node's
+    iproute2 6.1 cannot show or set it, so LinkSettings never records it and the NIC comes
+    home segmenting IPv4 at 1000 bytes (gro_ipv4_max_size likewise)."""
+    nic = node.nics[0]
+    before = _gso_ipv4(node.node, nic.name)
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    _gso_ipv4(ns(pod), "net1", 1000)
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic) and records(node) == []
+    assert _gso_ipv4(node.node, nic.name) == before
+
+
 # -- operator tools on a hostile state dir ----------------------------------------------------
 
 def _legacy_path(node):
