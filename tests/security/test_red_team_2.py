@@ -108,6 +108,44 @@ def test_gso_ipv4_max_size_set_with_a_newer_ip_in_the_pod_does_not_come_home(nod
     assert _gso_ipv4(node.node, nic.name) == before
 
 
+_XDP_DROP = r"""
+import ctypes, os, socket, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+insns = struct.pack("<BBhi", 0xb7, 0, 0, 1) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = XDP_DROP; exit
+lic, buf = ctypes.create_string_buffer(b"GPL"), ctypes.create_string_buffer(insns)
+attr = ctypes.create_string_buffer(128)
+struct.pack_into("<IIQQIIQI", attr, 0, 6, 2, ctypes.addressof(buf), ctypes.addressof(lic), 0, 0, 0, 0)
+fd = libc.syscall(321, 5, attr, 128)  # bpf(BPF_PROG_LOAD), x86_64
+if fd < 0: sys.exit("prog load: " + os.strerror(ctypes.get_errno()))
+xdp = struct.pack("HH", 8, 1) + struct.pack("i", fd)                      # IFLA_XDP_FD
+xdp += struct.pack("HH", 8, 3) + struct.pack("I", 2)   # IFLA_XDP_FLAGS: SKB (generic) mode
+nest = struct.pack("HH", 4 + len(xdp), 43 | 0x8000) + xdp                  # IFLA_XDP
+body = struct.pack("BxHiII", 0, 0, socket.if_nametoindex(sys.argv[1]), 0, 0) + nest
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); s.bind((0, 0))
+s.send(struct.pack("=LHHLL", 16 + len(body), 16, 1 | 4, 1, 0) + body)
+err = struct.unpack("i", s.recv(65536)[16:20])[0]
+sys.exit("attach: " + os.strerror(-err) if err else 0)
+"""
+
+
+def test_an_xdp_drop_program_the_pod_attached_does_not_come_home(node, pod):
+    """A pod with CAP_BPF/CAP_SYS_ADMIN and NET_ADMIN (common for RDMA/NIC workloads)
+    attaches an XDP program to net1 (`ip link set net1 xdp obj drop.o`, here loaded by raw
+    bpf()). XDP stays attached across namespaces (qdiscs and tc filters do not), and nothing
+    in give-back detaches it: the node NIC comes home dropping every frame it receives."""
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    attach = subprocess.run(["ip", "netns", "exec", ns(pod), "/usr/bin/python3", "-c", _XDP_DROP,
+                             "net1"], capture_output=True, text=True, timeout=30)
+    assert attach.returncode == 0, attach.stderr
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic) and records(node) == []
+    reaches_tor = node.ping(node.node, nic.peer_v4)
+    sh("ip", "-n", node.node, "link", "set", "dev", nic.name, "xdp", "off")  # leave it clean
+    assert node.ping(node.node, nic.peer_v4), "sanity: without the program the NIC works"
+    assert reaches_tor, "the node NIC came home with the pod's XDP program dropping traffic"
+
+
 # -- operator tools on a hostile state dir ----------------------------------------------------
 
 def _legacy_path(node):
