@@ -141,8 +141,8 @@ def test_an_xdp_drop_program_the_pod_attached_does_not_come_home(node, pod):
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     assert restored(node, nic) and records(node) == []
     reaches_tor = node.ping(node.node, nic.peer_v4)
-    sh("ip", "-n", node.node, "link", "set", "dev", nic.name, "xdp", "off")  # leave it clean
-    assert node.ping(node.node, nic.peer_v4), "sanity: without the program the NIC works"
+    sh("ip", "-n", node.node, "link", "set", "dev", nic.name, "xdpgeneric", "off")  # leave it clean
+    assert node.ping(node.node, nic.peer_v4, count=3), "sanity: without the program the NIC works"
     assert reaches_tor, "the node NIC came home with the pod's XDP program dropping traffic"
 
 
