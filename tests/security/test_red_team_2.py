@@ -8,6 +8,8 @@ is cleaned by the fixtures; anything that could hang is bounded by a timeout.
 import contextlib
 import subprocess
 
+import pytest
+
 from tests.support.checks import ns, ok, records, restored
 
 
@@ -94,6 +96,9 @@ def _gso_ipv4(netns, dev, value=None):
                           timeout=30).stdout.strip()
 
 
+@pytest.mark.xfail(strict=True, reason="known limitation: iproute2 6.1 (Debian 12) can neither "
+                   "show nor set gso/gro_ipv4_max_size, and the backend is ip-only by design; "
+                   "strict: this fails the suite the day the node's ip can restore it")
 def test_gso_ipv4_max_size_set_with_a_newer_ip_in_the_pod_does_not_come_home(node, pod):
     """A pod image ships its own (newer) iproute2, or speaks netlink itself: it sets
     IFLA_GSO_IPV4_MAX_SIZE (Linux >= 6.3) on net1, which stays with the netdev. The node's
