@@ -59,9 +59,11 @@ def capture(netdev: str) -> LinkSnapshot:
 def _with_link(netdev: str, snapshot: LinkSnapshot,
                link: Mapping[str, Any] | None) -> LinkSnapshot:
     """Add the NIC's altnames and link settings, which a pod can change and which travel with
-    it: from the `ip -d -j link show` the uplink guard read, and one `ethtool -k`."""
+    it: from the `ip -d -j link show` the uplink guard read, one `ethtool -k` and one
+    `ethtool -l`."""
     try:
-        return snapshot.with_link(link, backend.ethtool_offloads(netdev))
+        return snapshot.with_link(link, backend.ethtool_offloads(netdev),
+                                  backend.ethtool_channels(netdev))
     except ValueError as e:  # validate.Corrupt: something restore could not give back
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
                        f"cannot be recorded faithfully: {e}") from None

@@ -309,3 +309,23 @@ def ethtool_set_offloads(ifname: str, words: Sequence[str]) -> str:
         return ""
     except CommandFailed as e:
         return str(e)
+
+
+def ethtool_channels(ifname: str) -> str:
+    """`ethtool -l` text, "" where ethtool cannot tell (no channel support, not installed)."""
+    try:
+        return run(["ethtool", "-l", ifname])
+    except CommandFailed as e:
+        log.event(f"ethtool -l {ifname}: {e}; its channels are not recorded")
+        return ""
+
+
+def ethtool_set_channels(ifname: str, words: Sequence[str]) -> str:
+    """`ethtool -L ifname rx N tx N ...` in one process; "" or why it failed."""
+    if not words:
+        return ""
+    try:
+        run(["ethtool", "-L", ifname, *words])
+        return ""
+    except CommandFailed as e:
+        return str(e)

@@ -19,7 +19,7 @@ from plugin import backend, delegate, identity, log
 from plugin import validate as v
 from plugin.cni import Env, valid_ifname
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
-from plugin.snapshot import rename_line
+from plugin.snapshot import rename_line, xdp_modes
 from plugin.state import PHASE_MOVING, Record, netns_identity
 
 RETURN_WAIT_SECONDS = 2.0
@@ -33,6 +33,7 @@ class Link:
     mac: str
     altnames: tuple[str, ...] = ()
     alias: str | None = None  # None: not known
+    xdp: tuple[str, ...] = ()  # the XDP programs attached to it (snapshot.xdp_modes)
 
 
 def _altnames(obj: Mapping[str, Any]) -> tuple[str, ...]:
@@ -42,7 +43,7 @@ def _altnames(obj: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _as_link(obj: Mapping[str, Any]) -> Link:
     return Link(str(obj.get("ifname", "")), str(obj.get("address", "")).lower(),
-                _altnames(obj), str(obj.get("ifalias", "")))
+                _altnames(obj), str(obj.get("ifalias", "")), xdp_modes(obj))
 
 
 def nic_identity(record: Record) -> identity.NicIdentity:
@@ -278,7 +279,7 @@ def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
     link = _drop_unsafe_altnames(record, link)
     name = record.snapshot.name
     try:
-        lines = record.snapshot.restore_lines(link.name, link.mac, link.altnames)
+        lines = record.snapshot.restore_lines(link.name, link.mac, link.altnames, link.xdp)
         if link.alias is not None and link.alias != name:
             lines.append(f"link set dev {name} alias {name}")  # not the temporary one
         return backend.ip_batch(lines)
@@ -300,8 +301,8 @@ def _home_by_name(record: Record) -> bool:
 
 def restore(record: Record, link: Link) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
-    Then one `ethtool -K` puts recorded offloads back. A NIC that was a bridge/bond port
-    becomes a port of the same master again."""
+    Then one `ethtool -L` puts recorded channel counts back and one `ethtool -K` recorded
+    offloads. A NIC that was a bridge/bond port becomes a port of the same master again."""
     snap = record.snapshot
     failures = _apply(record, link)
     for f in failures:
@@ -310,6 +311,9 @@ def restore(record: Record, link: Link) -> None:
     if any(f.line == rename for f in failures) and not _home_by_name(record):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))
+    why = backend.ethtool_set_channels(snap.name, snap.settings.channel_words())
+    if why:
+        log.error(f"cannot restore the channels of {snap.name}: {why}")
     why = backend.ethtool_set_offloads(snap.name, snap.settings.ethtool_words())
     if why:
         log.error(f"cannot restore the offloads of {snap.name}: {why}")

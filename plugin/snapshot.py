@@ -206,7 +206,17 @@ _FLAGS = (("arp", "NOARP", False), ("multicast", "MULTICAST", True),
           ("allmulticast", "ALLMULTI", True), ("promisc", "PROMISC", True))
 _SETTINGS_FIELDS = frozenset(("arp", "multicast", "allmulticast", "promisc", "txqueuelen",
                               "group", "gso_max_size", "gso_max_segs", "gro_max_size",
-                              "offloads"))
+                              "offloads", "broadcast", "linkmode", "channels"))
+# IFLA_LINKMODE as `ip -j` prints it, and the word `ip link set mode` takes back (iproute2
+# 6.1 sets no other mode: a link in another one is not recorded).
+LINKMODES = {"DEFAULT": "default", "DORMANT": "dormant"}
+# `ethtool -l` rows and the `ethtool -L` words that set them.
+CHANNELS = {"RX": "rx", "TX": "tx", "Other": "other", "Combined": "combined"}
+_CHANNEL_LINE = re.compile(r"(RX|TX|Other|Combined):\s+([0-9]{1,10}|n/a)")
+# IFLA_XDP_ATTACHED modes (`ip -d -j` "xdp" "mode") and the `ip link set` word that detaches
+# each; 4 is XDP_ATTACHED_MULTI, whose modes are listed under "attached".
+XDP_MODES = {1: "xdpdrv", 2: "xdpgeneric", 3: "xdpoffload"}
+_XDP_MULTI = 4
 
 
 def _on(value: bool) -> str:
@@ -229,16 +239,22 @@ class LinkSettings:
     gso_max_segs: int | None = None
     gro_max_size: int | None = None
     offloads: tuple[tuple[str, bool], ...] = ()  # (feature, wanted) of the changeable ones
+    broadcast: str = ""          # the link-layer broadcast address; "": not recorded
+    linkmode: str | None = None  # "default" | "dormant"
+    channels: tuple[tuple[str, int], ...] = ()  # (`ethtool -L` word, count) the NIC supports
 
     def early_lines(self, dev: str) -> list[str]:
-        """Before addresses and `up`: a NOARP link makes NOARP neighbours."""
+        """Before addresses and `up`: a NOARP link makes NOARP neighbours, a unicast
+        broadcast address sends every ARP request to one host."""
         flags = [f"{word} {_on(value)}" for word, value in
                  (("arp", self.arp), ("multicast", self.multicast),
                   ("allmulticast", self.allmulticast), ("promisc", self.promisc))
                  if value is not None]
         lines = [f"link set dev {dev} {' '.join(flags)}"] if flags else []
         lines += [f"link set dev {dev} {word} {value}" for word, value in
-                  (("txqueuelen", self.txqueuelen), ("group", self.group)) if value is not None]
+                  (("txqueuelen", self.txqueuelen), ("group", self.group),
+                   ("broadcast", self.broadcast or None), ("mode", self.linkmode))
+                  if value is not None]
         return lines
 
     def late_lines(self, dev: str) -> list[str]:
@@ -250,6 +266,11 @@ class LinkSettings:
     def ethtool_words(self) -> list[str]:
         """`ethtool -K DEV` arguments that put every recorded offload back."""
         return [w for name, wanted in self.offloads for w in (name, _on(wanted))]
+
+    def channel_words(self) -> list[str]:
+        """`ethtool -L DEV` arguments that put the recorded channel counts back; the kernel
+        changes only those that differ (a request that changes nothing is a no-op)."""
+        return [w for name, count in self.channels for w in (name, str(count))]
 
     @classmethod
     def from_json(cls, obj: object, where: str = "settings") -> LinkSettings:
@@ -269,13 +290,19 @@ class LinkSettings:
         offloads = v.array(obj.get("offloads", []), f"{where}.offloads")
         if len(offloads) > MAX_OFFLOADS:
             raise v.Corrupt(f"{where}.offloads: more than {MAX_OFFLOADS}")
+        linkmode = obj.get("linkmode")
         return cls(arp=flag("arp"), multicast=flag("multicast"),
                    allmulticast=flag("allmulticast"), promisc=flag("promisc"),
                    txqueuelen=number("txqueuelen"), group=number("group", GROUP_MAX),
                    gso_max_size=number("gso_max_size"),
                    gso_max_segs=number("gso_max_segs", 65535),
                    gro_max_size=number("gro_max_size"),
-                   offloads=tuple(_offload(x, f"{where}.offloads") for x in offloads))
+                   offloads=tuple(_offload(x, f"{where}.offloads") for x in offloads),
+                   broadcast=v.mac(obj.get("broadcast", ""), f"{where}.broadcast",
+                                   empty=True),
+                   linkmode=None if linkmode is None else
+                   v.choice(linkmode, f"{where}.linkmode", LINKMODES.values()),
+                   channels=_channels(obj.get("channels", []), f"{where}.channels"))
 
 
 def _offload(x: object, what: str) -> tuple[str, bool]:
@@ -284,6 +311,50 @@ def _offload(x: object, what: str) -> tuple[str, bool]:
     if not _FEATURE_NAME.fullmatch(name):
         raise v.Corrupt(f"{what}: {name[:40]!r} is not an offload feature name")
     return name, v.boolean(wanted, f"{what}.{name}")
+
+
+def _channels(value: object, what: str) -> tuple[tuple[str, int], ...]:
+    """Recorded channel counts: each known word at most once."""
+    out: list[tuple[str, int]] = []
+    for x in v.array(value, what):
+        name, count = _pair(x, what)
+        name = v.choice(name, what, CHANNELS.values())
+        if any(name == seen for seen, _ in out):
+            raise v.Corrupt(f"{what}: {name} twice")
+        out.append((name, v.integer(count, f"{what}.{name}")))
+    return tuple(out)
+
+
+def parse_channels(text: str) -> tuple[tuple[str, int], ...]:
+    """From `ethtool -l DEV`: the current count of each channel kind the NIC supports (a
+    pre-set maximum, and a current value, that are numbers; "n/a" is not supported)."""
+    maximums: dict[str, int] = {}
+    current: dict[str, int] = {}
+    table: dict[str, int] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("Pre-set maximums"):
+            table = maximums
+        elif line.startswith("Current hardware settings"):
+            table = current
+        elif table is not None and (m := _CHANNEL_LINE.fullmatch(line)) and m[2] != "n/a":
+            table.setdefault(CHANNELS[m[1]], int(m[2]))
+    return tuple((name, current[name]) for name in CHANNELS.values()
+                 if maximums.get(name) and name in current and current[name] <= v.U32_MAX)
+
+
+def xdp_modes(link: Mapping[str, Any]) -> tuple[str, ...]:
+    """The `ip link set` words that detach the XDP programs `ip -d -j link show` reports on
+    the link (a pod may attach one: it stays with the netdev across namespaces)."""
+    xdp = link.get("xdp")
+    if not isinstance(xdp, Mapping):
+        return ()
+    modes = [xdp.get("mode")]
+    if modes[0] == _XDP_MULTI:
+        attached = xdp.get("attached")
+        modes = [a.get("mode") for a in attached if isinstance(a, Mapping)] \
+            if isinstance(attached, list) else []
+    return tuple(XDP_MODES[m] for m in XDP_MODES if m in modes)
 
 
 def parse_offloads(text: str) -> tuple[tuple[str, bool], ...]:
@@ -309,11 +380,13 @@ def _group(value: object) -> int | None:
     return None
 
 
-def parse_settings(link: Mapping[str, Any] | None, offloads: str = "") -> LinkSettings:
-    """From the NIC's `ip -d -j link show` object and `ethtool -k` text; a value `ip` did not
-    report, or out of range, is not recorded."""
+def parse_settings(link: Mapping[str, Any] | None, offloads: str = "",
+                   channels: str = "") -> LinkSettings:
+    """From the NIC's `ip -d -j link show` object, `ethtool -k` and `ethtool -l` text; a
+    value `ip` did not report, or out of range, is not recorded."""
     if link is None:
-        return LinkSettings(offloads=parse_offloads(offloads))
+        return LinkSettings(offloads=parse_offloads(offloads),
+                            channels=parse_channels(channels))
     raw: dict[str, Any] = {}
     flags = link.get("flags")
     if isinstance(flags, list):
@@ -329,7 +402,14 @@ def parse_settings(link: Mapping[str, Any] | None, offloads: str = "") -> LinkSe
     group = _group(link.get("group"))
     if group is not None:
         raw["group"] = group
+    broadcast = link.get("broadcast")
+    if isinstance(broadcast, str) and v.valid_mac(broadcast):
+        raw["broadcast"] = broadcast
+    linkmode = link.get("linkmode")
+    if isinstance(linkmode, str) and linkmode in LINKMODES:
+        raw["linkmode"] = LINKMODES[linkmode]
     raw["offloads"] = [list(x) for x in parse_offloads(offloads)]
+    raw["channels"] = [list(x) for x in parse_channels(channels)]
     return LinkSettings.from_json(raw)
 
 
@@ -365,13 +445,15 @@ class LinkSnapshot:
         return [a for a in current if a not in self.altnames]
 
     def restore_lines(self, current_name: str, current_mac: str = "",
-                      current_altnames: Sequence[str] = ()) -> list[str]:
+                      current_altnames: Sequence[str] = (),
+                      current_xdp: Sequence[str] = ()) -> list[str]:
         """`ip -batch` lines that give the node back this NIC's configuration.
 
         Order matters: rename needs the link down, routes need the link up and its addresses.
-        `current_name`, `current_mac` and `current_altnames` come from a netns the pod
-        controls: checked here (an altname no batch line may carry raises: the caller drops
-        those with argv words first)."""
+        `current_name`, `current_mac`, `current_altnames` and `current_xdp` (xdp_modes) come
+        from a netns the pod controls: checked here (an altname no batch line may carry
+        raises: the caller drops those with argv words first). XDP the pod attached is
+        detached first: a program in driver mode may limit the MTU."""
         v.ifname(current_name, "current interface name")
         try:
             current_mac = v.mac(current_mac, "current MAC", empty=True)
@@ -383,6 +465,8 @@ class LinkSnapshot:
         if current_name != self.name:
             lines += [f"link set dev {current_name} down", rename_line(current_name, self.name)]
             dev = self.name
+        lines += [f"link set dev {dev} {v.choice(mode, 'current XDP mode', XDP_MODES.values())}"
+                  " off" for mode in current_xdp]
         if current_mac and self.mac and current_mac.lower() != self.mac.lower():
             lines.append(f"link set dev {dev} address {self.mac}")
         if self.mtu:  # 0: not known (records inherited from AMD's Go plugin)
@@ -424,13 +508,15 @@ class LinkSnapshot:
                        v.altname(a, f"{where}.altnames") for a in altnames),
                    settings=LinkSettings.from_json(obj.get("settings"), f"{where}.settings"))
 
-    def with_link(self, link: Mapping[str, Any] | None, offloads: str = "") -> LinkSnapshot:
-        """The snapshot with what ADD's `ip -d -j link show` (and `ethtool -k`) said of the
-        NIC; checked by the rules a record read back is (raises validate.Corrupt)."""
+    def with_link(self, link: Mapping[str, Any] | None, offloads: str = "",
+                  channels: str = "") -> LinkSnapshot:
+        """The snapshot with what ADD's `ip -d -j link show` (and `ethtool -k`, `ethtool -l`)
+        said of the NIC; checked by the rules a record read back is (raises
+        validate.Corrupt)."""
         altnames = link.get("altnames", []) if link is not None else []
         return replace(self, altnames=tuple(v.altname(a, f"{self.name} altname")
                                             for a in v.array(altnames, "altnames")),
-                       settings=parse_settings(link, offloads))
+                       settings=parse_settings(link, offloads, channels))
 
 
 def _family_of(route: Mapping[str, Any]) -> str:

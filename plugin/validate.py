@@ -97,6 +97,10 @@ def prefix(value: object, what: str, version: int) -> str:
     return text if "/" not in text else str(net)
 
 
+def valid_mac(text: str) -> bool:
+    return bool(_MAC.fullmatch(text.lower()))
+
+
 def mac(value: object, what: str, empty: bool = False) -> str:
     text = string(value, what).lower()
     if not text and empty:

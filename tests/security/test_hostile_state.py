@@ -94,12 +94,16 @@ LINK_FIELDS = {"altnames": ["enp1s0f0"],
                "settings": {"arp": True, "multicast": True, "allmulticast": False,
                             "promisc": False, "txqueuelen": 1000, "group": 0,
                             "gso_max_size": 65536, "gso_max_segs": 65535,
-                            "gro_max_size": 65536, "offloads": [["rx-checksumming", True]]}}
+                            "gro_max_size": 65536, "offloads": [["rx-checksumming", True]],
+                            "broadcast": "ff:ff:ff:ff:ff:ff", "linkmode": "default",
+                            "channels": [["rx", 1], ["tx", 1]]}}
 PATHS += [("snapshot", "altnames"), ("snapshot", "altnames", 0), ("snapshot", "settings"),
           ("snapshot", "settings", "arp"), ("snapshot", "settings", "txqueuelen"),
           ("snapshot", "settings", "group"), ("snapshot", "settings", "gso_max_size"),
           ("snapshot", "settings", "offloads"), ("snapshot", "settings", "offloads", 0),
-          ("snapshot", "settings", "offloads", 0, 0)]
+          ("snapshot", "settings", "offloads", 0, 0), ("snapshot", "settings", "broadcast"),
+          ("snapshot", "settings", "linkmode"), ("snapshot", "settings", "channels"),
+          ("snapshot", "settings", "channels", 0), ("snapshot", "settings", "channels", 0, 1)]
 
 
 def _set(obj, path, value):

@@ -110,8 +110,13 @@ def batch_line(line: str) -> None:
             pass
         elif what in ("name", "alias", "master"):  # alias: the node name, or a temporary one
             _match(IFNAME, t.take())
-        elif what == "address":
+        elif what in ("address", "broadcast"):
             _match(MAC, t.take())
+        elif what == "mode":  # IFLA_LINKMODE
+            if t.take() not in ("default", "dormant"):
+                raise Bad("link set mode")
+        elif what in ("xdpgeneric", "xdpdrv", "xdpoffload"):  # detach only, never attach
+            t.take("off")
         elif what in NUMERIC_SETTINGS:
             _match(NUM, t.take())
         elif what in FLAGS:  # each flag at most once, in this order

@@ -70,3 +70,38 @@ def test_the_link_settings_and_altname_lines_parse():
 def test_settings_lines_we_do_not_write_are_violations(line):
     with pytest.raises(Bad):
         batch_line(line)
+
+
+def test_the_broadcast_mode_and_xdp_lines_parse():
+    from plugin.snapshot import xdp_modes
+
+    s = parse_snapshot(json.loads((DATA / "addr_show.json").read_text()),
+                       json.loads((DATA / "route_show_table_all.json").read_text()))
+    pod = json.loads((DATA / "link_details_pod_changed.json").read_text())[0]
+    s = s.with_link(pod, "", (DATA / "ethtool_l.txt").read_text())
+    lines = s.restore_lines("ahd0123456789ab", "02:00:00:00:00:01", (), xdp_modes(pod))
+    assert "link set dev ens1f0 broadcast 00:11:22:33:44:55" in lines
+    assert "link set dev ens1f0 mode dormant" in lines
+    assert "link set dev ens1f0 xdpgeneric off" in lines
+    for line in lines:
+        batch_line(line)
+    for line in ("link set dev ens1f0 mode default", "link set dev ens1f0 xdpdrv off",
+                 "link set dev ens1f0 xdpoffload off"):
+        batch_line(line)
+
+
+@pytest.mark.parametrize("line", [
+    "link set dev ens1f0 mode testing",
+    "link set dev ens1f0 mode",
+    "link set dev ens1f0 mode default up",
+    "link set dev ens1f0 broadcast 255.255.255.255",
+    "link set dev ens1f0 broadcast ff:ff:ff:ff:ff:ff mode default",
+    "link set dev ens1f0 xdpgeneric obj /tmp/x.o",
+    "link set dev ens1f0 xdpgeneric pinned /sys/fs/bpf/x",
+    "link set dev ens1f0 xdp off",  # not a line we write
+    "link set dev ens1f0 xdpdrv off xdpgeneric off",
+    "link set dev ens1f0 xdpoffload",
+])
+def test_broadcast_mode_and_xdp_lines_we_do_not_write_are_violations(line):
+    with pytest.raises(Bad):
+        batch_line(line)

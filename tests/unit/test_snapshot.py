@@ -10,9 +10,11 @@ from plugin.snapshot import (
     LinkSettings,
     LinkSnapshot,
     RouteEntry,
+    parse_channels,
     parse_offloads,
     parse_settings,
     parse_snapshot,
+    xdp_modes,
 )
 
 DATA = pathlib.Path(__file__).parent.parent / "data"
@@ -219,3 +221,115 @@ def test_settings_ip_did_not_report_are_not_recorded():
     assert s == LinkSettings()
     assert parse_settings(None, "").offloads == ()
     assert parse_offloads("Features for x:\nrx-checksumming: on\n") == (("rx-checksumming", True),)
+
+
+# -- what a pod can leave on the netdev besides flags and offloads -------------------------
+# link_details_pod_changed.json: a veth after `ip link set mode dormant broadcast
+# 00:11:22:33:44:55`, `ethtool -L rx 2 tx 1` and an XDP program attached in generic mode;
+# ethtool_l.txt: its `ethtool -l`.
+
+def pod_changed() -> dict:
+    return json.loads((DATA / "link_details_pod_changed.json").read_text())[0]
+
+
+def test_broadcast_and_link_mode_are_recorded():
+    s = with_link().settings
+    assert (s.broadcast, s.linkmode) == ("ff:ff:ff:ff:ff:ff", "default")
+    changed = parse_settings(pod_changed())
+    assert (changed.broadcast, changed.linkmode) == ("00:11:22:33:44:55", "dormant")
+
+
+def test_broadcast_and_link_mode_come_back_before_addresses_and_up():
+    lines = with_link().restore_lines("ahd0123456789ab", "02:00:00:00:00:01")
+    broadcast = lines.index("link set dev ens1f0 broadcast ff:ff:ff:ff:ff:ff")
+    mode = lines.index("link set dev ens1f0 mode default")
+    first_address = next(i for i, x in enumerate(lines) if x.startswith("address "))
+    assert lines.index("link set dev ahd0123456789ab name ens1f0") < broadcast
+    assert max(broadcast, mode) < first_address < lines.index("link set dev ens1f0 up")
+
+
+def test_a_link_mode_ip_cannot_set_back_and_a_bad_broadcast_are_not_recorded():
+    link = dict(pod_changed(), linkmode="TESTING", broadcast="00:11")
+    s = parse_settings(link)
+    assert (s.broadcast, s.linkmode) == ("", None)
+    assert not [x for x in s.early_lines("ens1f0") if " broadcast " in x or " mode " in x]
+
+
+def test_xdp_attachments_are_read_per_mode():
+    assert xdp_modes(pod_changed()) == ("xdpgeneric",)
+    assert xdp_modes(details()) == ()
+    drv = dict(pod_changed(), xdp=dict(pod_changed()["xdp"], mode=1))
+    assert xdp_modes(drv) == ("xdpdrv",)
+    # XDP_ATTACHED_MULTI (driver and offload at once; veths cannot, so built from the above)
+    multi = dict(pod_changed(), xdp={"mode": 4, "attached": [{"mode": 3}, {"mode": 1}]})
+    assert xdp_modes(multi) == ("xdpdrv", "xdpoffload")
+    for odd in ({"mode": 4}, {"mode": 4, "attached": "x"}, {"mode": 9}, "xdp", None):
+        assert xdp_modes(dict(pod_changed(), xdp=odd)) == ()
+
+
+def test_xdp_is_detached_right_after_the_rename():
+    s = with_link()
+    lines = s.restore_lines("ahd0123456789ab", "02:00:00:00:00:01", (),
+                            xdp_modes(pod_changed()))
+    assert lines[:3] == ["link set dev ahd0123456789ab down",
+                         "link set dev ahd0123456789ab name ens1f0",
+                         "link set dev ens1f0 xdpgeneric off"]
+    assert not [x for x in s.restore_lines("ens1f0", s.mac) if "xdp" in x]
+    home = s.restore_lines("ens1f0", s.mac, (), ("xdpdrv", "xdpoffload"))
+    assert home[:2] == ["link set dev ens1f0 xdpdrv off", "link set dev ens1f0 xdpoffload off"]
+    with pytest.raises(v.Corrupt):
+        s.restore_lines("ens1f0", s.mac, (), ("xdp obj /tmp/x.o",))
+
+
+def test_channels_are_read_from_ethtool_and_put_back_in_one_call():
+    text = (DATA / "ethtool_l.txt").read_text()
+    assert parse_channels(text) == (("rx", 2), ("tx", 1))  # other, combined: n/a
+    s = snapshot().with_link(details(), "", text).settings
+    assert s.channel_words() == ["rx", "2", "tx", "1"]
+    assert with_link().settings.channel_words() == []  # no `ethtool -l`: nothing to set
+
+
+def test_channels_the_nic_does_not_support_are_not_recorded():
+    combined = ("Channel parameters for eth0:\nPre-set maximums:\nRX:\t\tn/a\nTX:\t\tn/a\n"
+                "Other:\t\t1\nCombined:\t63\nCurrent hardware settings:\nRX:\t\tn/a\n"
+                "TX:\t\tn/a\nOther:\t\t1\nCombined:\t8\n")
+    assert parse_channels(combined) == (("other", 1), ("combined", 8))
+    zero_max = combined.replace("Other:\t\t1\nCombined:\t63", "Other:\t\t0\nCombined:\t63")
+    assert parse_channels(zero_max) == (("combined", 8),)
+    assert parse_channels("") == () and parse_channels("RX: 2\nTX: 2\n") == ()
+    assert parse_channels("Current hardware settings:\nRX:\t\t2\n") == ()  # no maximum
+
+
+def test_new_link_settings_round_trip_and_older_settings_still_load():
+    s = snapshot().with_link(pod_changed(), "", (DATA / "ethtool_l.txt").read_text())
+    assert LinkSnapshot.from_json(json.loads(json.dumps(s.to_json()))) == s
+    old = json.loads(json.dumps(with_link().to_json()))
+    for key in ("broadcast", "linkmode", "channels"):
+        del old["settings"][key]
+    loaded = LinkSnapshot.from_json(old)
+    assert (loaded.settings.broadcast, loaded.settings.linkmode) == ("", None)
+    assert loaded.settings.channel_words() == []
+    assert not [x for x in loaded.restore_lines("ens1f0", loaded.mac)
+                if " broadcast " in x or " mode " in x]
+
+
+@pytest.mark.parametrize("change", [
+    lambda o: o["settings"].update(broadcast="ff:ff:ff:ff:ff:ff\nnetns exec x touch y"),
+    lambda o: o["settings"].update(broadcast="255.255.255.255"),
+    lambda o: o["settings"].update(broadcast=None),
+    lambda o: o["settings"].update(linkmode="testing"),
+    lambda o: o["settings"].update(linkmode="DORMANT"),
+    lambda o: o["settings"].update(linkmode=True),
+    lambda o: o["settings"].update(channels=[["rx", -1]]),
+    lambda o: o["settings"].update(channels=[["rx", 1], ["rx", 2]]),
+    lambda o: o["settings"].update(channels=[["queues", 1]]),
+    lambda o: o["settings"].update(channels=[["rx", "1; reboot"]]),
+    lambda o: o["settings"].update(channels=[["rx"]]),
+    lambda o: o["settings"].update(channels={"rx": 1}),
+])
+def test_hostile_new_link_settings_are_corrupt(change):
+    s = snapshot().with_link(pod_changed(), "", (DATA / "ethtool_l.txt").read_text())
+    obj = json.loads(json.dumps(s.to_json()))
+    change(obj)
+    with pytest.raises(v.Corrupt):
+        LinkSnapshot.from_json(obj)
