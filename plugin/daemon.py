@@ -142,6 +142,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     max_children = 64
     request_queue_size = 128
     block_on_close = False
+    saturated = False
 
     def collect_children(self, *, blocking: bool = False) -> None:
         """Reap the request children that have ended, never waiting (the stdlib's waits for
@@ -158,10 +159,13 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         self.collect_children()
         if len(self.active_children or ()) >= self.max_children:
-            _say(f"{self.max_children} requests in flight: closed a new connection (its "
-                 "caller runs the request in process)")
+            if not self.saturated:   # one line per episode, not one per connection
+                _say(f"{self.max_children} requests in flight: closed a new connection (its "
+                     "caller runs the request in process), and so until one ends")
+            self.saturated = True
             self.shutdown_request(request)
             return
+        self.saturated = False
         super().process_request(request, client_address)
 
     def __init__(self, path: str, report_fd: int) -> None:
