@@ -38,7 +38,7 @@ from typing import Any
 
 from plugin import shim
 
-CHILD_READ_SECONDS = 10.0   # a peer that connects and never sends its request
+CHILD_READ_SECONDS = 10.0   # a peer's whole request (all frames, and its "G"), not per recv
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -67,11 +67,13 @@ class _Request(socketserver.BaseRequestHandler):
 
         signal.signal(signal.SIGTERM, main._on_sigterm)
         conn: socket.socket = self.request
-        conn.settimeout(CHILD_READ_SECONDS)
+        # One deadline for everything the peer sends before the request runs: a peer that
+        # dribbles a byte at a time must not hold this child (and a max_children slot) longer.
+        deadline = time.monotonic() + CHILD_READ_SECONDS
         try:
-            op, _, version = shim.recv_frame(conn).partition(b" ")
-            env_data = shim.recv_frame(conn)
-            stdin = shim.recv_frame(conn)
+            op, _, version = shim.recv_frame(conn, deadline).partition(b" ")
+            env_data = shim.recv_frame(conn, deadline)
+            stdin = shim.recv_frame(conn, deadline)
         except (OSError, shim.Lost):
             return
         if version != shim.WIRE_VERSION:
@@ -83,6 +85,7 @@ class _Request(socketserver.BaseRequestHandler):
         if env is None:
             return   # not our protocol: the shim falls back, nothing ran
         try:
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
             conn.sendall(shim.ACCEPTED)
             if conn.recv(1) != shim.GO:
                 return
@@ -132,12 +135,38 @@ def _watch_peer(conn: socket.socket, done: threading.Event) -> None:
 
 
 class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
-    # Past max_children, accepting waits for a child to end, and new callers queue in the
-    # backlog (a shim not accepted within 5 s runs its request in process). 64 children are
-    # well within the pod's memory limit; a node has far fewer NICs than that.
+    # At max_children a new connection is closed at once (its shim has no "A": it runs the
+    # request in process) rather than waited on: the parent never blocks on its children, so
+    # pings, SIGTERM and the reconcile loop go on however many peers are slow. 64 children
+    # are well within the pod's memory limit; a node has far fewer NICs than that.
     max_children = 64
     request_queue_size = 128
     block_on_close = False
+    saturated = False
+
+    def collect_children(self, *, blocking: bool = False) -> None:
+        """Reap the request children that have ended, never waiting (the stdlib's waits for
+        one at max_children, and its waitpid(-1) could reap the reconcile child too)."""
+        kids = self.active_children
+        for pid in list(kids or ()):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done and kids is not None:
+                kids.discard(pid)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.collect_children()
+        if len(self.active_children or ()) >= self.max_children:
+            if not self.saturated:   # one line per episode, not one per connection
+                _say(f"{self.max_children} requests in flight: closed a new connection (its "
+                     "caller runs the request in process), and so until one ends")
+            self.saturated = True
+            self.shutdown_request(request)
+            return
+        self.saturated = False
+        super().process_request(request, client_address)
 
     def __init__(self, path: str, report_fd: int) -> None:
         self.report_fd = report_fd

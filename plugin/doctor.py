@@ -175,9 +175,9 @@ def _thick_expected(node: Node, loaded: policy.NodePolicy) -> bool:
     if not loaded.source:
         return False
     try:
-        with open(loaded.source, "rb") as f:
-            return "socket" in json.load(f)
-    except (OSError, ValueError, TypeError):
+        data = policy.read_regular_file(loaded.source, 1 << 16)
+        return data is not None and "socket" in json.loads(data)
+    except (OSError, ValueError, TypeError, RecursionError, policy.NotRegularFile):
         return False
 
 
@@ -209,10 +209,10 @@ def check_daemon(node: Node) -> Check:
 # -- NICs ----------------------------------------------------------------------------------------
 def _read(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read(64).strip()
-    except OSError:
+        data = policy.read_regular_file(path, 4096)
+    except (OSError, policy.NotRegularFile):
         return ""
+    return (data or b"")[:64].decode(errors="replace").strip()
 
 
 def _ip_list(*args: str) -> list[dict[str, Any]]:
@@ -302,13 +302,20 @@ def check_cni_configs(node: Node) -> Check:
         return Check("cni-configs", Status.PASS, f"CNI configs: {d}: {e.strerror}; none "
                      "name amd-host-device")
     runtime = _runtime_max(node)
-    found, problems = [], []
+    found, problems, unreadable = [], [], []
     for name in names:
         path = os.path.join(d, name)
+        # Symlinks are followed (a conf dir may link to configs kept elsewhere, as libcni
+        # reads them), but only a regular file is read and a FIFO never blocks the check.
         try:
-            with open(path, "rb") as f:
-                raw = f.read(1 << 20)
-        except OSError:
+            raw = policy.read_regular_file(path, 1 << 20)
+        except policy.NotRegularFile as e:
+            unreadable.append(f"{name}: {str(e).removeprefix(path + ' ')}")
+            continue
+        except OSError as e:
+            unreadable.append(f"{name}: cannot read it ({e.strerror})")
+            continue
+        if raw is None:
             continue
         if PLUGIN_TYPE.encode() not in raw:
             continue
@@ -328,6 +335,10 @@ def check_cni_configs(node: Node) -> Check:
             problems.append(f"{name}: cniVersion {version} but {runtime[0]} parses results "
                             f"only up to {runtime[1]}")
     who = f"; runtime {runtime[0]} parses up to {runtime[1]}" if runtime else ""
+    if unreadable:
+        return Check("cni-configs", Status.FAIL, f"CNI configs in {d}: {unreadable[0]}",
+                     f"remove it or make it a regular file (the runtime reads every "
+                     f"config in {d})", tuple(found + problems + unreadable))
     if problems:
         newest = runtime[1] if runtime else CNI_VERSIONS[-1]
         return Check("cni-configs", Status.FAIL, f"CNI configs in {d}: {problems[0]}",

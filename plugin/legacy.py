@@ -136,7 +136,8 @@ def entries(state_dir: str) -> list[LegacyEntry]:
 
 def entries_checked(state_dir: str) -> tuple[list[LegacyEntry], list[str]]:
     """For operators (`list`): the entries, and the keys of entries that are not valid; raises
-    OSError/ValueError when the file itself is unreadable (rather than logging it away)."""
+    NotRegular/OSError/ValueError when the file itself is unreadable (rather than logging it
+    away or setting it aside)."""
     raw = _parse(state_dir)
     good = {k: e for k, v in raw.items() if (e := _entry(k, v))}
     return list(good.values()), [k for k in raw if k not in good]

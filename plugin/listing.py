@@ -21,7 +21,7 @@ from typing import Any
 
 from plugin import legacy, policy
 from plugin.errors import CniError
-from plugin.state import LEGACY_FILE_NAME, Record, StateStore
+from plugin.state import LEGACY_FILE_NAME, NotRegular, Record, StateStore
 
 SCHEMA = "amd-host-device/list/v1"
 LOCK_WAIT_SECONDS = 1.0
@@ -57,7 +57,8 @@ def _legacy(store: StateStore, corrupt: list[dict[str, Any]]) -> list[dict[str, 
     with store.shared_lock(legacy.LOCK_KEY, LOCK_WAIT_SECONDS):
         try:
             entries, invalid = legacy.entries_checked(store.root)
-        except (OSError, ValueError) as e:
+        except (NotRegular, OSError, ValueError, RecursionError) as e:
+            # A symlink, FIFO or oversized file is reported, never set aside: list is read-only.
             corrupt.append({"path": path, "reason": f"legacy mappings unreadable: {e}"[:200],
                             "setAside": False})
             return []

@@ -57,9 +57,11 @@ def send_frame(sock: _socket.socket, data: bytes) -> None:
     sock.sendall(len(data).to_bytes(4, "big") + data)
 
 
-def _recv_exact(sock: _socket.socket, n: int) -> bytes:
+def _recv_exact(sock: _socket.socket, n: int, deadline: float | None = None) -> bytes:
     buf = bytearray()
     while len(buf) < n:
+        if deadline is not None:
+            _bound(sock, deadline)
         chunk = sock.recv(n - len(buf))
         if not chunk:
             raise Lost(f"connection closed after {len(buf)} of {n} bytes")
@@ -67,11 +69,24 @@ def _recv_exact(sock: _socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def recv_frame(sock: _socket.socket) -> bytes:
-    size = int.from_bytes(_recv_exact(sock, 4), "big")
+def _bound(sock: _socket.socket, deadline: float) -> None:
+    """Give the next recv only what is left of the whole exchange's time (time.monotonic):
+    a peer dribbling a byte at a time must not earn a fresh timeout per recv."""
+    from time import monotonic
+
+    left = deadline - monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    sock.settimeout(left)
+
+
+def recv_frame(sock: _socket.socket, deadline: float | None = None) -> bytes:
+    """One frame; with a deadline (time.monotonic), all of it must arrive by then
+    (TimeoutError otherwise)."""
+    size = int.from_bytes(_recv_exact(sock, 4, deadline), "big")
     if size > MAX_FRAME:
         raise Lost(f"frame of {size} bytes")
-    return _recv_exact(sock, size)
+    return _recv_exact(sock, size, deadline)
 
 
 class _ScanContext:

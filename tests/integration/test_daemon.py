@@ -274,3 +274,53 @@ def test_the_child_runs_with_the_callers_env_not_the_daemons(node, pod, tmp_path
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     whole(node, nic)
     assert node.stop_daemon() == 0
+
+
+def _children_of(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def test_past_max_children_a_new_caller_is_closed_at_once_and_runs_in_process(node, pod):
+    """The parent never waits for a child: at max_children (64) peers that send nothing, a
+    new connection is closed without an "A" (the stdlib would block the parent in waitpid
+    until a child ended, leaving it in the backlog), the shim runs the request in process,
+    and SIGTERM still stops the daemon while the peers hold their connections."""
+    pid = node.start_daemon("--grace", "2")
+    peers = []
+    try:
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(node.socket)
+            peers.append(s)
+        bound = time.monotonic() + 8   # well inside the children's 10 s request deadline
+        while len(_children_of(pid)) < 64 and time.monotonic() < bound:
+            time.sleep(0.02)
+        assert len(_children_of(pid)) == 64
+        extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        extra.settimeout(8)   # a hang guard: the old parent left it unanswered until then
+        extra.connect(node.socket)
+        try:
+            assert extra.recv(1) == b""
+        finally:
+            extra.close()
+        nic = node.nics[0]
+        call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
+        ok(call)
+        assert "attached" in call.stderr   # in process
+        ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+        whole(node, nic)
+        assert "requests in flight: closed a new connection" in node.daemon_log()
+        assert node.stop_daemon() == 0
+    finally:
+        for s in peers:
+            s.close()

@@ -117,6 +117,30 @@ def test_log_lines_carry_the_pod_and_go_to_the_policy_log_file(node, pod, tmp_pa
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
 
 
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_list_reports_a_legacy_mappings_file_that_is_not_regular_and_leaves_it(node, tmp_path,
+                                                                            kind):
+    """Read through state.read_regular (no symlink followed, no FIFO blocked on): listed as
+    corrupt, never set aside (list is read-only)."""
+    for sub in ("", "attachments", "devices", "locks"):
+        os.makedirs(os.path.join(node.state_dir, sub), mode=0o700, exist_ok=True)
+    path = os.path.join(node.state_dir, "ip-interface-mappings.json")
+    if kind == "symlink":
+        (tmp_path / "m.json").write_text("{}")
+        os.symlink(tmp_path / "m.json", path)
+    else:
+        os.mkfifo(path)
+    before = sorted(os.listdir(node.state_dir))
+    call = node.run("list", "--json", timeout=60)
+    assert call.rc in (0, 1) and "Traceback" not in call.stderr, call.stderr
+    got = json.loads(call.stdout)
+    assert got["legacy"] == []
+    (bad,) = [c for c in got["corrupt"] if c["path"] == path]
+    assert "not a regular file" in bad["reason"] and bad["setAside"] is False
+    assert sorted(os.listdir(node.state_dir)) == before   # nothing set aside or created
+    assert os.path.islink(path) if kind == "symlink" else stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
 # -- doctor --------------------------------------------------------------------------------------
 @pytest.fixture
 def ready(node, tmp_path):
@@ -329,3 +353,18 @@ def test_a_refused_request_is_in_the_log_file_too(node, pod, tmp_path):
     assert bad.json["code"] == 4
     (line,) = path.read_text().splitlines()
     assert "level=error" in line and 'msg="CNI_IFNAME is not set (code 4)"' in line
+
+
+def test_doctor_names_a_fifo_in_the_cni_config_dir_and_follows_a_symlink(node, ready, tmp_path):
+    """A FIFO is read non-blocking and is a failed line naming it; a symlink to a regular
+    config is followed (libcni follows it too) and counted."""
+    conf_dir = tmp_path / "links.d"
+    conf_dir.mkdir()
+    os.mkfifo(conf_dir / "00-x.conflist")
+    (tmp_path / "ahd.conf").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "n", "type": "amd-host-device"}))
+    (conf_dir / "10-ahd.conf").symlink_to(tmp_path / "ahd.conf")
+    check = failed(node, {**ready, "AMD_HOST_DEVICE_CNI_CONF_DIR": str(conf_dir)},
+                   "cni-configs")
+    assert "00-x.conflist" in check["summary"] and "not a regular file" in check["summary"]
+    assert "10-ahd.conf: cniVersion 1.0.0" in check["details"]

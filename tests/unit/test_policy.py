@@ -61,3 +61,36 @@ def test_bad_env_path_is_code_7(tmp_path, value):
     with pytest.raises(CniError) as e:
         load(tmp_path, AMD_HOST_DEVICE_STATE_DIR=value)
     assert e.value.code == 7 and "AMD_HOST_DEVICE_STATE_DIR" in e.value.msg
+
+
+def test_a_configmap_style_symlink_to_a_regular_file_is_read(tmp_path):
+    """A ConfigMap mount makes the path a symlink chain to a regular file: it is followed."""
+    data = tmp_path / "..data"
+    data.mkdir()
+    (data / "real.conf").write_text(json.dumps({"metricsPort": 9109}))
+    (tmp_path / "amd-host-device.conf").symlink_to(data / "real.conf")
+    assert policy.load({policy.PATH_ENV: str(tmp_path / "amd-host-device.conf")}).metrics_port \
+        == 9109
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "symlink-to-fifo", "symlink-to-dev-zero",
+                                  "too-big"])
+def test_a_policy_path_that_is_not_a_regular_file_is_code_7_without_blocking(tmp_path, kind):
+    """O_NONBLOCK + fstat: a FIFO never blocks load() (it runs on every CNI call)."""
+    import os
+    path = tmp_path / "amd-host-device.conf"
+    fifo = tmp_path / "fifo"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "symlink-to-fifo":
+        os.mkfifo(fifo)
+        path.symlink_to(fifo)
+    elif kind == "symlink-to-dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_text(" " * (64 * 1024 + 1) + "{}")
+    with pytest.raises(CniError) as e:
+        policy.load({policy.PATH_ENV: str(path)})
+    assert e.value.code == 7 and str(path) in e.value.msg
