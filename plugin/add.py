@@ -62,8 +62,8 @@ def _with_link(netdev: str, snapshot: LinkSnapshot,
     it: from the `ip -d -j link show` the uplink guard read, one `ethtool -k` and one
     `ethtool -l`."""
     try:
-        return snapshot.with_link(link, backend.ethtool_offloads(netdev),
-                                  backend.ethtool_channels(netdev))
+        return snapshot.with_link(link, backend.ethtool_read("-k", netdev),
+                                  backend.ethtool_read("-l", netdev))
     except ValueError as e:  # validate.Corrupt: something restore could not give back
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
                        f"cannot be recorded faithfully: {e}") from None

@@ -291,41 +291,22 @@ def ethtool_driver(ifname: str) -> DriverInfo | None:
     return DriverInfo(fields.get("driver", "").strip(), fields.get("bus-info", "").strip())
 
 
-def ethtool_offloads(ifname: str) -> str:
-    """`ethtool -k` text, "" where ethtool cannot tell (not installed, no such link)."""
+def ethtool_read(flag: str, ifname: str) -> str:
+    """`ethtool -k|-l ifname` text; "" where ethtool cannot tell (not installed, no such
+    link, not supported by the NIC): then that part of the NIC is not recorded."""
     try:
-        return run(["ethtool", "-k", ifname])
+        return run(["ethtool", flag, ifname])
     except CommandFailed as e:
-        log.warn(f"ethtool -k {ifname}: {e}; its offloads are not recorded")
+        log.event(f"ethtool {flag} {ifname}: {e}; not recorded")
         return ""
 
 
-def ethtool_set_offloads(ifname: str, words: Sequence[str]) -> str:
-    """`ethtool -K ifname feature on|off ...` in one process; "" or why it failed."""
+def ethtool_set(flag: str, ifname: str, words: Sequence[str]) -> str:
+    """`ethtool -K|-L ifname word value ...` in one process; "" or why it failed."""
     if not words:
         return ""
     try:
-        run(["ethtool", "-K", ifname, *words])
-        return ""
-    except CommandFailed as e:
-        return str(e)
-
-
-def ethtool_channels(ifname: str) -> str:
-    """`ethtool -l` text, "" where ethtool cannot tell (no channel support, not installed)."""
-    try:
-        return run(["ethtool", "-l", ifname])
-    except CommandFailed as e:
-        log.event(f"ethtool -l {ifname}: {e}; its channels are not recorded")
-        return ""
-
-
-def ethtool_set_channels(ifname: str, words: Sequence[str]) -> str:
-    """`ethtool -L ifname rx N tx N ...` in one process; "" or why it failed."""
-    if not words:
-        return ""
-    try:
-        run(["ethtool", "-L", ifname, *words])
+        run(["ethtool", flag, ifname, *words])
         return ""
     except CommandFailed as e:
         return str(e)

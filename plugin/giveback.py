@@ -311,10 +311,10 @@ def restore(record: Record, link: Link) -> None:
     if any(f.line == rename for f in failures) and not _home_by_name(record):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))
-    why = backend.ethtool_set_channels(snap.name, snap.settings.channel_words())
+    why = backend.ethtool_set("-L", snap.name, snap.settings.channel_words())
     if why:
         log.error(f"cannot restore the channels of {snap.name}: {why}")
-    why = backend.ethtool_set_offloads(snap.name, snap.settings.ethtool_words())
+    why = backend.ethtool_set("-K", snap.name, snap.settings.ethtool_words())
     if why:
         log.error(f"cannot restore the offloads of {snap.name}: {why}")
     if record.master:
