@@ -321,6 +321,7 @@ def main() -> int:
     p.add_argument("--only-containerd", action="store_true", help="the containerd row alone")
     p.add_argument("--out", default=os.path.join(REPO, "bench-results"))
     args = p.parse_args()
+    args.plugin = os.path.abspath(args.plugin)  # containerd links to it from its own dir
     if not os.access(args.plugin, os.X_OK):
         print(f"{args.plugin} is missing: run `make bundle` first", file=sys.stderr)
         return 2
