@@ -7,18 +7,9 @@ name stays behind, and records written before link settings were recorded still 
 Real ip, the real host-device, veth NICs in namespaces (tests/support/simnode.py).
 """
 
-import subprocess
 
-from tests.support.checks import edit_record, ns, ok, records, restored
-
-
-def sh(*argv):
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
-
-
-def details(node, netns, name):
-    found = node.ip_json(netns, "-d", "link", "show", "dev", name)
-    return found[0] if found else None
+from tests.support.checks import details, edit_record, ns, ok, records, restored
+from tests.support.simnode import sh
 
 
 def test_the_nics_own_altnames_come_home_and_the_pods_do_not(node, pod):

@@ -10,17 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.support.checks import ns, ok, records, restored
-
-
-def sh(*argv):
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
-
-
-def details(node, netns, name):
-    found = node.ip_json(netns, "-d", "link", "show", "dev", name)
-    return found[0] if found else None
-
+from tests.support.checks import details, ns, ok, records, restored
+from tests.support.simnode import sh
 
 # -- the pod-side give-back: link properties LinkSettings does not record ------------------
 

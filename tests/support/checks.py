@@ -90,3 +90,9 @@ exec {REAL_NSENTER} "$@"
     ip.chmod(0o755)
     nsenter.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
+
+
+def details(node, netns, name):
+    """`ip -d -j link show dev NAME` in netns, or None."""
+    found = node.ip_json(netns, "-d", "link", "show", "dev", name)
+    return found[0] if found else None
