@@ -18,7 +18,7 @@ from typing import Any
 from plugin import CNI_VERSIONS, log, profile
 from plugin.cni import Env, version_key
 from plugin.errors import DELEGATE_FAILED, NOT_AVAILABLE, CniError
-from plugin.state import NotRegular, read_regular
+from plugin.files import NotRegular, read_regular
 
 PLUGIN = "host-device"
 FALLBACK_DIRS = ("/opt/cni/bin", "/var/lib/cni/bin", "/usr/libexec/cni", "/usr/lib/cni")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin import CNI_VERSIONS, backend, delegate, device, policy
+from plugin import CNI_VERSIONS, backend, delegate, device, files, policy
 from plugin.cni import version_key
 from plugin.errors import CniError
 
@@ -175,9 +175,9 @@ def _thick_expected(node: Node, loaded: policy.NodePolicy) -> bool:
     if not loaded.source:
         return False
     try:
-        data = policy.read_regular_file(loaded.source, 1 << 16)
+        data = files.read_regular(loaded.source, 1 << 16, follow=True)
         return data is not None and "socket" in json.loads(data)
-    except (OSError, ValueError, TypeError, RecursionError, policy.NotRegularFile):
+    except (OSError, ValueError, TypeError, RecursionError, files.NotRegular):
         return False
 
 
@@ -209,8 +209,8 @@ def check_daemon(node: Node) -> Check:
 # -- NICs ----------------------------------------------------------------------------------------
 def _read(path: str) -> str:
     try:
-        data = policy.read_regular_file(path, 4096)
-    except (OSError, policy.NotRegularFile):
+        data = files.read_regular(path, 4096, follow=True)
+    except (OSError, files.NotRegular):
         return ""
     return (data or b"")[:64].decode(errors="replace").strip()
 
@@ -308,8 +308,8 @@ def check_cni_configs(node: Node) -> Check:
         # Symlinks are followed (a conf dir may link to configs kept elsewhere, as libcni
         # reads them), but only a regular file is read and a FIFO never blocks the check.
         try:
-            raw = policy.read_regular_file(path, 1 << 20)
-        except policy.NotRegularFile as e:
+            raw = files.read_regular(path, 1 << 20, follow=True)
+        except files.NotRegular as e:
             unreadable.append(f"{name}: {str(e).removeprefix(path + ' ')}")
             continue
         except OSError as e:

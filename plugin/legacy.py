@@ -20,12 +20,12 @@ from plugin import log
 from plugin import validate as v
 from plugin.device import normalize_pci
 from plugin.errors import CniError
+from plugin.files import NotRegular
 from plugin.identity import NicIdentity
 from plugin.snapshot import Address, LinkSnapshot
 from plugin.state import (
     LEGACY_FILE_NAME,
     PHASE_ATTACHED,
-    NotRegular,
     Record,
     StateStore,
     read_regular,

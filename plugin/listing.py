@@ -21,7 +21,8 @@ from typing import Any
 
 from plugin import legacy, policy
 from plugin.errors import CniError
-from plugin.state import LEGACY_FILE_NAME, NotRegular, Record, StateStore
+from plugin.files import NotRegular
+from plugin.state import LEGACY_FILE_NAME, Record, StateStore
 
 SCHEMA = "amd-host-device/list/v1"
 LOCK_WAIT_SECONDS = 1.0

@@ -9,16 +9,15 @@ choices. Env overrides exist for tests and for the daemon's own container.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from plugin.errors import INVALID_CONFIG, CniError
+from plugin.files import NotRegular, read_regular
 
 PATH_ENV = "AMD_HOST_DEVICE_NODE_CONFIG"
 STATE_DIR_ENV = "AMD_HOST_DEVICE_STATE_DIR"
@@ -77,47 +76,10 @@ def clean_path(value: str) -> str | None:
     return os.path.normpath(value)
 
 
-class NotRegularFile(Exception):
-    """The path is a FIFO, device, directory or socket (after following symlinks)."""
-
-
-def read_regular_file(path: str, limit: int) -> bytes | None:
-    """The bytes of the regular file at path, or None if there is none. Symlinks are followed
-    (a ConfigMap mount is a symlink chain to a regular file; a CNI conf dir may hold links),
-    but the open never blocks on a FIFO and only a regular file is read: NotRegularFile for
-    anything else, including a file larger than limit. OSError for real I/O errors."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise NotRegularFile(f"{path} is a directory") from None
-    except OSError as e:
-        if e.errno == errno.ENXIO:  # a unix socket, or a FIFO's other end
-            raise NotRegularFile(f"{path} is not a regular file") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(f"{path} is not a regular file "
-                                 f"({stat.filemode(st.st_mode)[0]})")
-        data = os.read(fd, limit + 1)
-        while data and len(data) <= limit:
-            chunk = os.read(fd, limit + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-        if len(data) > limit:
-            raise NotRegularFile(f"{path} is larger than {limit} bytes")
-        return data
-    finally:
-        os.close(fd)
-
-
 def _read(path: str) -> dict[str, Any] | None:
     try:
-        data = read_regular_file(path, _MAX_FILE_BYTES)
-    except NotRegularFile as e:
+        data = read_regular(path, _MAX_FILE_BYTES, follow=True)
+    except NotRegular as e:
         raise _bad(path, f"{str(e).removeprefix(path + ' ')}; only a regular file (or a "
                    "symlink to one) is read") from None
     except OSError as e:

@@ -31,9 +31,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from plugin import log, netns, profile
+from plugin import files, log, netns, profile
 from plugin import validate as v
 from plugin.errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CniError
+from plugin.files import NotRegular
 from plugin.identity import NicIdentity
 from plugin.snapshot import LinkSnapshot
 
@@ -216,38 +217,9 @@ def _io_error(what: str, e: OSError) -> CniError:
     return CniError(IO_FAILURE, f"state store: {what}: {e.strerror or e}", str(e.filename or ""))
 
 
-class NotRegular(Exception):
-    """A state path that is a symlink, FIFO, directory or device: never read, set aside."""
-
-
 def read_regular(path: str, limit: int = MAX_FILE_BYTES) -> bytes | None:
-    """The bytes of a regular file, without following a symlink or blocking on a FIFO;
-    None if it does not exist. NotRegular for anything else; OSError for real I/O errors."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-            raise NotRegular(f"{path} is not a regular file") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegular(f"{path} is not a regular file ({stat.filemode(st.st_mode)})")
-        if st.st_size > limit:
-            raise NotRegular(f"{path} is larger than {limit} bytes")
-        chunks = []
-        while True:
-            chunk = os.read(fd, limit + 1)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > limit:
-                raise NotRegular(f"{path} is larger than {limit} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    """A state file's bytes, never through a symlink (plugin/files.py)."""
+    return files.read_regular(path, limit)
 
 
 def set_aside(path: str, why: str) -> None:
