@@ -175,10 +175,7 @@ def container_id(value: object, what: str) -> str:
 
 
 def _pci(value: object, what: str) -> str:
-    text = v.string(value, what)
-    if text and not _PCI.fullmatch(text):
-        raise v.Corrupt(f"{what}: {text[:40]!r} is not a PCI address")
-    return text
+    return v.matching(value, what, _PCI, "a PCI address")
 
 
 def device_key(value: object, what: str) -> str:
@@ -201,10 +198,7 @@ def _netns_path(value: object, what: str) -> str:
 
 
 def _netns_id(value: object, what: str) -> str:
-    text = v.string(value, what)
-    if text and not _NETNS_ID.fullmatch(text):
-        raise v.Corrupt(f"{what}: {text[:40]!r} is not dev:inode")
-    return text
+    return v.matching(value, what, _NETNS_ID, "dev:inode")
 
 
 def netns_identity(path: str) -> str:

@@ -33,6 +33,15 @@ def string(value: object, what: str) -> str:
     return value
 
 
+def matching(value: object, what: str, pattern: re.Pattern[str], kind: str,
+             empty: bool = True) -> str:
+    """A string the pattern matches whole ("" too, when `empty`)."""
+    text = string(value, what)
+    if (text or not empty) and not pattern.fullmatch(text):
+        raise Corrupt(f"{what}: {text[:40]!r} is not {kind}")
+    return text
+
+
 def ifname(value: object, what: str) -> str:
     name = string(value, what)
     if not valid_ifname(name):
