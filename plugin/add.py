@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin import NEWEST_CNI_VERSION, backend, delegate, device, identity, log, uplink
 from plugin.cni import Env
@@ -39,31 +39,39 @@ DEFAULT_ROUTE_OPT_OUT = "allowDefaultRouteDevice"
 PORT_OPT_IN = "allowPortDevices"
 
 
-def capture(netdev: str) -> LinkSnapshot:
-    """Everything a faithful restore needs, in one `ip -batch`."""
+class NodeView(NamedTuple):
+    """What ADD reads on the node before the move: the NIC's state and the node's links and
+    default routes (for the uplink guard)."""
+
+    snapshot: LinkSnapshot
+    links: list[dict[str, Any]]
+    defaults: list[dict[str, Any]]
+
+
+def capture(netdev: str) -> NodeView:
+    """Everything a faithful restore needs, and what the uplink guard needs, in one
+    `ip -d -N -batch` (numbers, not /etc/iproute2 names)."""
     try:
-        addr, routes = backend.ip_json([f"address show dev {netdev}",
-                                        f"route show table all dev {netdev}"],
-                                       missing_is_transient=True, numeric=True)
+        addr, routes, links, defaults = backend.ip_json(
+            [f"address show dev {netdev}", f"route show table all dev {netdev}", *uplink.READS],
+            missing_is_transient=True, numeric=True, details=True)
     except backend.CommandFailed as e:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}", str(e)) from None
     if not addr:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}: no such link")
     try:
-        return parse_snapshot(addr, routes)
+        return NodeView(parse_snapshot(addr, routes), links, defaults)
     except ValueError as e:  # validate.Corrupt: something restore could not give back
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
                        f"cannot be recorded faithfully: {e}") from None
 
 
-def _with_link(netdev: str, snapshot: LinkSnapshot,
-               link: Mapping[str, Any] | None) -> LinkSnapshot:
+def _with_link(netdev: str, snapshot: LinkSnapshot, link: Mapping[str, Any] | None,
+               offloads: str, channels: str) -> LinkSnapshot:
     """Add the NIC's altnames and link settings, which a pod can change and which travel with
-    it: from the `ip -d -j link show` the uplink guard read, one `ethtool -k` and one
-    `ethtool -l`."""
+    it: from its `ip -d -j link show` object, `ethtool -k` and `ethtool -l`."""
     try:
-        return snapshot.with_link(link, backend.ethtool_read("-k", netdev),
-                                  backend.ethtool_read("-l", netdev))
+        return snapshot.with_link(link, offloads, channels)
     except ValueError as e:  # validate.Corrupt: something restore could not give back
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
                        f"cannot be recorded faithfully: {e}") from None
@@ -179,10 +187,13 @@ def add(env: Env, conf: NetConf) -> Result:
                                f"{holder.container_id}/{holder.ifname}")
             dev = replace(dev, netdev=_settle_stale(store, stale, dev, env, conf))
         dev = replace(dev, netdev=_settle_legacy(store, dev, env, conf))
-        snapshot = capture(dev.netdev)
-        seen = _guard_uplinks(dev.netdev, snapshot, conf)
-        snapshot = _with_link(dev.netdev, snapshot, seen.link)
-        _require_free_ifname(env)
+        # Independent reads, at once: the NIC and the node's uplinks (one ip), its offloads
+        # and channels (ethtool), and the pod (is CNI_IFNAME free).
+        view, offloads, channels, _ = backend.concurrently(
+            lambda: capture(dev.netdev), lambda: backend.ethtool_read("-k", dev.netdev),
+            lambda: backend.ethtool_read("-l", dev.netdev), lambda: _require_free_ifname(env))
+        seen = _guard_uplinks(dev.netdev, view, conf)
+        snapshot = _with_link(dev.netdev, view.snapshot, seen.link, offloads, channels)
         hd = delegate.locate(env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,
                         PHASE_MOVING, snapshot, None, time.time(), netns_identity(env.netns),
@@ -208,11 +219,11 @@ def add(env: Env, conf: NetConf) -> Result:
     return result
 
 
-def _guard_uplinks(netdev: str, snapshot: LinkSnapshot, conf: NetConf) -> uplink.Assessment:
+def _guard_uplinks(netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessment:
     """Refuse (code 7) to take the node's uplink, or a port/lower device, without opt-in."""
-    seen = uplink.inspect(netdev)
+    seen = uplink.inspect(netdev, view.links, view.defaults)
     via = seen.default_route_via or ("the node's default route goes through it"
-                                     if snapshot.carries_default_route else "")
+                                     if view.snapshot.carries_default_route else "")
     if via and not conf.allow_default_route:
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: {via} (moving it would cut "
                        "the node off)",

@@ -78,13 +78,7 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     which would cost every command that much)."""
     sh = load_sh()
     started = time.monotonic()
-    global _TIMEOUT
-    if _TIMEOUT is None:
-        try:
-            _TIMEOUT = sh.Command("timeout")
-        except sh.CommandNotFound:
-            raise CommandFailed(argv, 127, "timeout (coreutils): command not found") from None
-    bounded = _TIMEOUT  # exits 127 itself when argv[0] is not found
+    bounded = _timeout_command(argv)  # exits 127 itself when argv[0] is not found
     try:
         proc = bounded("-k", "1", f"{COMMAND_TIMEOUT_SECONDS:g}", *argv, _in=stdin,
                        _tty_out=False, _return_cmd=True, _encoding="utf-8")
@@ -95,6 +89,18 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     finally:
         profile.command(argv, time.monotonic() - started)
     return str(proc.stdout.decode("utf-8", "replace"))
+
+
+def _timeout_command(argv: Sequence[str]) -> Any:
+    """sh's Command for coreutils `timeout`, made once."""
+    global _TIMEOUT
+    if _TIMEOUT is None:
+        sh = load_sh()
+        try:
+            _TIMEOUT = sh.Command("timeout")
+        except sh.CommandNotFound:
+            raise CommandFailed(argv, 127, "timeout (coreutils): command not found") from None
+    return _TIMEOUT
 
 
 def with_retries(fn: Callable[[], T], missing_is_transient: bool = False) -> T:
@@ -114,6 +120,36 @@ def with_retries(fn: Callable[[], T], missing_is_transient: bool = False) -> T:
             lambda e: isinstance(e, CommandFailed) and e.transient(missing_is_transient)),
         reraise=True)
     return retrying(fn)
+
+
+def concurrently(*calls: Callable[[], Any]) -> tuple[Any, ...]:
+    """Independent reads at once, one thread each: a request pays for the slowest command, not
+    the sum (each is a process that mostly waits). Every call runs to its end; then the first
+    failure, in the order given, is raised, so errors take precedence as if run in turn."""
+    import threading
+
+    load_sh()  # an import raced by two threads sees a half-made module
+    results: list[Any] = [None] * len(calls)
+    failed: list[BaseException | None] = [None] * len(calls)
+
+    def one(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as e:  # re-raised below, in the caller's thread
+            failed[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True)
+               for i in range(1, len(calls))]
+    for t in threads:
+        t.start()
+    if calls:
+        one(0)
+    for t in threads:
+        t.join()
+    for e in failed:
+        if e is not None:
+            raise e
+    return tuple(results)
 
 
 _NAMED_NETNS_DIRS = ("/var/run/netns", "/run/netns")
@@ -291,13 +327,15 @@ def ethtool_driver(ifname: str) -> DriverInfo | None:
     return DriverInfo(fields.get("driver", "").strip(), fields.get("bus-info", "").strip())
 
 
-def ethtool_read(flag: str, ifname: str) -> str:
+def ethtool_read(flag: str, ifname: str, quiet: bool = False) -> str:
     """`ethtool -k|-l ifname` text; "" where ethtool cannot tell (not installed, no such
-    link, not supported by the NIC): then that part of the NIC is not recorded."""
+    link, not supported by the NIC): then that part of the NIC is not recorded (logged,
+    unless quiet: the caller has a way on without it)."""
     try:
         return run(["ethtool", flag, ifname])
     except CommandFailed as e:
-        log.event(f"ethtool {flag} {ifname}: {e}; not recorded")
+        if not quiet:
+            log.event(f"ethtool {flag} {ifname}: {e}; not recorded")
         return ""
 
 

@@ -13,13 +13,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin import backend, delegate, identity, log
 from plugin import validate as v
 from plugin.cni import Env, valid_ifname
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
-from plugin.snapshot import rename_line, xdp_modes
+from plugin.snapshot import parse_channels, parse_offloads, rename_line, xdp_modes
 from plugin.state import PHASE_MOVING, Record, netns_identity
 
 RETURN_WAIT_SECONDS = 2.0
@@ -64,7 +64,8 @@ def _perm_macs(ident: identity.NicIdentity, links: Sequence[Mapping[str, Any]],
             for x in links if identity.wants_perm_mac(x)}
 
 
-def _pod_link(netns: str, record: Record) -> Mapping[str, Any] | None:
+def _pod_link(netns: str, record: Record) -> tuple[Mapping[str, Any] | None, list[str]]:
+    """The NIC in the pod, proven, and the names of the pod's links."""
     try:
         links = backend.ip_json(["link show"], netns=netns, details=True)[0]
     except backend.CommandFailed as e:
@@ -79,7 +80,17 @@ def _pod_link(netns: str, record: Record) -> Mapping[str, Any] | None:
                                names=(record.ifname, record.snapshot.name), fresh=fresh)
     for reason in why:
         log.warn(f"not the NIC of {record.attachment} in the pod: {reason}")
-    return found
+    return found, [str(x.get("ifname", "")) for x in links]
+
+
+def _moves_as_is(record: Record, in_pod: Link, pod_names: list[str], node_has_name: bool) -> bool:
+    """Pure: host-device can bring the NIC home as it is. It renames the NIC to its alias in
+    the pod, then moves it with its altnames: that works when the alias is still the node name
+    host-device set at ADD, no other pod link holds that name, the NIC has no altnames, and
+    the name is free on the node. Otherwise _prepare_move first."""
+    name = record.snapshot.name
+    return (in_pod.alias == name and not in_pod.altnames and not node_has_name
+            and all(n != name or n == in_pod.name for n in pod_names))
 
 
 def _node_link(record: Record) -> Link | None:
@@ -176,10 +187,14 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
     if view.why:
         log.warn(view.why)
     if view.path:
-        found = _pod_link(view.path, record)
+        (found, pod_names), node_has_name = backend.concurrently(
+            lambda: _pod_link(view.path, record),
+            lambda: backend.link_exists(record.snapshot.name))
         if found is not None:
             in_pod = _as_link(found)
-            _prepare_move(view.path, found)
+            home_name = record.snapshot.name
+            if not _moves_as_is(record, in_pod, pod_names, node_has_name):
+                home_name = _prepare_move(view.path, found)
             hd = delegate.locate(env.path, state_dir)
             conf = {"cniVersion": hd.pick_version(delegate.BASELINE_VERSION), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
@@ -187,12 +202,17 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
             log.event(f"host-device returned {in_pod.name} from {view.path}")
             # host-device finds the link by name: prove that what came home is the NIC
             # before giving it the node's configuration (the pod may have swapped names).
-            home = _node_link(record)
+            # It came home named after its alias: read its offloads and channels meanwhile
+            # (only a proven link's are used), so restore sets only what the pod changed.
+            home, offloads, channels = backend.concurrently(
+                lambda: _node_link(record),
+                lambda: backend.ethtool_read("-k", home_name, quiet=True),
+                lambda: backend.ethtool_read("-l", home_name, quiet=True))
             if home is None:
                 raise CniError(NETWORK_COMMAND_FAILED, f"what host-device returned from the pod "
                                f"as {in_pod.name} is not provably {record.snapshot.name}",
                                "record kept; see the log")
-            restore(record, home)
+            restore(record, home, Ethtool(offloads, channels) if home.name == home_name else None)
             return Outcome(True, True)
     # Only a NIC whose pod netns is gone may still be on its way home.
     link = _wait_on_node(record, wait if look_in_pod and view.pod_gone else 0)
@@ -211,13 +231,13 @@ def temporary_name() -> str:
     return TEMPORARY_PREFIX + os.urandom(6).hex()
 
 
-def _prepare_move(netns: str, link: Mapping[str, Any]) -> None:
+def _prepare_move(netns: str, link: Mapping[str, Any]) -> str:
     """host-device renames the NIC to its alias *inside the pod* before the move, and its
     altnames move with it: a pod link holding the node name, or an altname that is a node
     link's name, failed every DEL with EEXIST. So the alias becomes a name nobody can hold in
     advance and the altnames go; restore() names the NIC back on the node and gives it its
     node altnames again. A name the pod chose that no batch line may carry goes as argv words,
-    which ip never re-parses."""
+    which ip never re-parses. Returns the alias: the name the NIC comes home with."""
     name = str(link.get("ifname", ""))
     altnames = _altnames(link)
     alias = temporary_name()
@@ -245,6 +265,7 @@ def _prepare_move(netns: str, link: Mapping[str, Any]) -> None:
         # host-device would rename the NIC to an alias the pod chose.
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot set the alias of {name!r} in the pod "
                        "before the move", "; ".join(f.message for f in failures))
+    return alias
 
 
 def _drop_unsafe_altnames(record: Record, link: Link) -> Link:
@@ -299,10 +320,18 @@ def _home_by_name(record: Record) -> bool:
     return True
 
 
-def restore(record: Record, link: Link) -> None:
+class Ethtool(NamedTuple):
+    """`ethtool -k` and `-l` text of the NIC as it came home ("" where ethtool can't tell)."""
+
+    offloads: str
+    channels: str
+
+
+def restore(record: Record, link: Link, now: Ethtool | None = None) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
-    Then one `ethtool -L` puts recorded channel counts back and one `ethtool -K` recorded
-    offloads. A NIC that was a bridge/bond port becomes a port of the same master again."""
+    Then `ethtool -L` puts recorded channel counts back and `ethtool -K` recorded offloads:
+    only what differs from `now`, each one only if anything does (None: all of them).
+    A NIC that was a bridge/bond port becomes a port of the same master again."""
     snap = record.snapshot
     failures = _apply(record, link)
     for f in failures:
@@ -311,10 +340,14 @@ def restore(record: Record, link: Link) -> None:
     if any(f.line == rename for f in failures) and not _home_by_name(record):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))
-    why = backend.ethtool_set("-L", snap.name, snap.settings.channel_words())
+    channels = offloads = None
+    if now is not None:
+        channels = parse_channels(now.channels) if now.channels else None
+        offloads = parse_offloads(now.offloads) if now.offloads else None
+    why = backend.ethtool_set("-L", snap.name, snap.settings.channel_words(channels))
     if why:
         log.error(f"cannot restore the channels of {snap.name}: {why}")
-    why = backend.ethtool_set("-K", snap.name, snap.settings.ethtool_words())
+    why = backend.ethtool_set("-K", snap.name, snap.settings.ethtool_words(offloads))
     if why:
         log.error(f"cannot restore the offloads of {snap.name}: {why}")
     if record.master:

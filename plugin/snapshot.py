@@ -263,14 +263,19 @@ class LinkSettings:
                 (("gso_max_size", self.gso_max_size), ("gso_max_segs", self.gso_max_segs),
                  ("gro_max_size", self.gro_max_size)) if value is not None]
 
-    def ethtool_words(self) -> list[str]:
-        """`ethtool -K DEV` arguments that put every recorded offload back."""
-        return [w for name, wanted in self.offloads for w in (name, _on(wanted))]
+    def ethtool_words(self, now: Sequence[tuple[str, bool]] | None = None) -> list[str]:
+        """`ethtool -K DEV` arguments that put the recorded offloads back: those that differ
+        from `now` (parse_offloads of the NIC as it is), every one when now is None."""
+        current = dict(now or ())
+        return [w for name, wanted in self.offloads
+                if now is None or current.get(name) != wanted for w in (name, _on(wanted))]
 
-    def channel_words(self) -> list[str]:
-        """`ethtool -L DEV` arguments that put the recorded channel counts back; the kernel
-        changes only those that differ (a request that changes nothing is a no-op)."""
-        return [w for name, count in self.channels for w in (name, str(count))]
+    def channel_words(self, now: Sequence[tuple[str, int]] | None = None) -> list[str]:
+        """`ethtool -L DEV` arguments that put the recorded channel counts back: those that
+        differ from `now` (parse_channels of the NIC as it is), every one when now is None."""
+        current = dict(now or ())
+        return [w for name, count in self.channels
+                if now is None or current.get(name) != count for w in (name, str(count))]
 
     @classmethod
     def from_json(cls, obj: object, where: str = "settings") -> LinkSettings:

@@ -9,7 +9,7 @@ loses the port, a bond its slave; vlan/macvlan/ipvlan uppers are destroyed). So 
   (`allowPortDevices`); then its master is recorded and DEL makes it a port again.
 
 The decision is pure (`assess`) over `ip -d -j link show`, `ip -j route show table all
-default` and `ip -j nexthop show`; `inspect` reads them.
+default` and `ip -j nexthop show`; ADD reads the first two (READS) with the NIC's own state.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def route_devs(route: Mapping[str, Any], nexthops: Mapping[int, Mapping[str, Any
 def _main_default(route: Mapping[str, Any]) -> bool:
     return (route.get("dst") in ("default", "0.0.0.0/0", "::/0")
             and str(route.get("table", "main")) in ("main", "254")
-            and route.get("type", "unicast") == "unicast")
+            and str(route.get("type", "unicast")) in ("unicast", "1"))  # `ip -N`: numbers
 
 
 def assess(nic: str, links: Sequence[Mapping[str, Any]], routes: Sequence[Mapping[str, Any]],
@@ -125,19 +125,23 @@ def needs_nexthops(routes: Sequence[Mapping[str, Any]]) -> bool:
     return any("nhid" in r for r in routes if _main_default(r))
 
 
-def inspect(nic: str) -> Assessment:
-    """One `ip -d -j -batch` (links, default routes); nexthop objects only when a default
-    route uses one (older kernels have none)."""
+# What `inspect` needs read, as `ip -d -j` batch lines: ADD reads them in the same process
+# as the NIC's own addresses and routes.
+READS = ("link show", "route show table all default")
+
+
+def inspect(nic: str, links: Sequence[Mapping[str, Any]],
+            routes: Sequence[Mapping[str, Any]]) -> Assessment:
+    """`assess` over the READS; nexthop objects are read only when a default route uses one
+    (older kernels have none)."""
     from plugin import backend
     from plugin.errors import NETWORK_COMMAND_FAILED, CniError
 
-    try:
-        links, routes = backend.ip_json(["link show", "route show table all default"],
-                                        details=True)
-        nexthops: list[dict[str, Any]] = []
-        if needs_nexthops(routes):
+    nexthops: list[dict[str, Any]] = []
+    if needs_nexthops(routes):
+        try:
             nexthops = backend.ip_json(["nexthop show"])[0]
-    except backend.CommandFailed as e:
-        raise CniError(NETWORK_COMMAND_FAILED, f"cannot read the node's links and default "
-                       f"routes before moving {nic}", str(e)) from None
+        except backend.CommandFailed as e:
+            raise CniError(NETWORK_COMMAND_FAILED, f"cannot read the node's nexthops before "
+                           f"moving {nic}", str(e)) from None
     return assess(nic, links, routes, nexthops)

@@ -40,12 +40,13 @@ def test_sigkill_during_add_then_del_restores(node, pod, tmp_path, point):
     assert node.link(ns(pod), "net1") is None
 
 
-def _ip_killer(tmp_path, trigger):
-    """An `ip` first in PATH that SIGKILLs the plugin when it sees `trigger` in its argv."""
+def _ip_killer(tmp_path, pattern):
+    """An `ip` first in PATH that SIGKILLs the plugin when its argv matches the shell case
+    `pattern`."""
     d = tmp_path / "bin"
     d.mkdir(exist_ok=True)
     # ip runs under coreutils `timeout` (plugin/backend.py): the plugin is its parent.
-    script(d, "ip", f'case "$*" in *"{trigger}"*)\n'
+    script(d, "ip", f'case "$*" in {pattern})\n'
            '  p=$PPID; [ "$(cat /proc/$p/comm)" = timeout ] && p=$(cut -d" " -f4 /proc/$p/stat)\n'
            f'  kill -9 $p; sleep 1;; esac\nexec {REAL_IP} "$@"\n')
     return {"PATH": f"{d}:{os.environ['PATH']}"}
@@ -54,7 +55,7 @@ def _ip_killer(tmp_path, trigger):
 def test_sigkill_while_capturing_leaves_the_node_untouched(node, pod, tmp_path, untouched):
     nic = node.nics[0]
     crashed = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1",
-                       extra_env=_ip_killer(tmp_path, "-j -N -batch"))
+                       extra_env=_ip_killer(tmp_path, '*"-j -d -N -batch"*'))
     assert crashed.rc == -9
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     untouched()
@@ -64,7 +65,7 @@ def test_sigkill_in_the_middle_of_del_then_del_again_restores(node, pod, tmp_pat
     nic = node.nics[0]
     ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
     crashed = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1",
-                       extra_env=_ip_killer(tmp_path, "-force -batch"))
+                       extra_env=_ip_killer(tmp_path, '"-force -batch -"'))  # the restore
     assert crashed.rc == -9
     assert not restored(node, nic)  # host-device moved it home bare; we died before restoring
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
