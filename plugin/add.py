@@ -187,13 +187,12 @@ def add(env: Env, conf: NetConf) -> Result:
                                f"{holder.container_id}/{holder.ifname}")
             dev = replace(dev, netdev=_settle_stale(store, stale, dev, env, conf))
         dev = replace(dev, netdev=_settle_legacy(store, dev, env, conf))
-        # Independent reads, at once: the NIC and the node's uplinks (one ip), its offloads
-        # and channels (ethtool), and the pod (is CNI_IFNAME free).
-        view, offloads, channels, _ = backend.concurrently(
-            lambda: capture(dev.netdev), lambda: backend.ethtool_read("-k", dev.netdev),
-            lambda: backend.ethtool_read("-l", dev.netdev), lambda: _require_free_ifname(env))
+        view = capture(dev.netdev)  # the NIC and the node's uplinks, one ip
         seen = _guard_uplinks(dev.netdev, view, conf)
-        snapshot = _with_link(dev.netdev, view.snapshot, seen.link, offloads, channels)
+        snapshot = _with_link(dev.netdev, view.snapshot, seen.link,
+                              backend.ethtool_read("-k", dev.netdev),
+                              backend.ethtool_read("-l", dev.netdev))
+        _require_free_ifname(env)
         hd = delegate.locate(env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,
                         PHASE_MOVING, snapshot, None, time.time(), netns_identity(env.netns),

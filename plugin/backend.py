@@ -1,5 +1,6 @@
 """The ip/ethtool backend: every read and change of the network goes through iproute2 and
-ethtool, run by `sh`, with transient failures retried through `tenacity`.
+ethtool, run by a shell that `sh` starts once per process (plugin/shell.py), with transient
+failures retried through `tenacity`.
 
 Both libraries are imported on first use: VERSION and bad input never pay for them, and
 tenacity only loads when a command actually failed in a way worth retrying.
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from plugin import log, profile
-from plugin.imports import load_sh
 from plugin.netns import is_net as is_netns
 
 # Failures that go away by themselves: the kernel or another agent is busy with the device.
@@ -31,7 +31,6 @@ RETRY_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 30.0
 # `timeout`'s exit codes: 124 timed out (TERM), 137 killed after -k's grace (KILL).
 _TIMED_OUT = (124, 137)
-_TIMEOUT: Any = None  # sh's Command for coreutils `timeout`, made once
 
 T = TypeVar("T")
 
@@ -74,33 +73,30 @@ class NotANetns(CommandFailed):
 
 
 def _run_once(argv: Sequence[str], stdin: str | None) -> str:
-    """One command, bounded by coreutils `timeout` (sh's own `_timeout` polls in 100 ms steps,
-    which would cost every command that much)."""
-    sh = load_sh()
+    """One command, run by this process's command shell (plugin/shell.py) under coreutils
+    `timeout` (sh's own `_timeout` polls in 100 ms steps, which would cost every command that
+    much)."""
+    from plugin import shell
+
     started = time.monotonic()
-    bounded = _timeout_command(argv)  # exits 127 itself when argv[0] is not found
+    lines = stdin.split("\n") if stdin else []
+    if lines and lines[-1] == "":
+        lines.pop()
     try:
-        proc = bounded("-k", "1", f"{COMMAND_TIMEOUT_SECONDS:g}", *argv, _in=stdin,
-                       _tty_out=False, _return_cmd=True, _encoding="utf-8")
-    except sh.ErrorReturnCode as e:
-        if e.exit_code in _TIMED_OUT:
-            raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS) from None
-        raise CommandFailed(argv, e.exit_code, e.stderr.decode("utf-8", "replace")) from None
+        code, out, err = shell.run(argv, lines, COMMAND_TIMEOUT_SECONDS)
+    except shell.Unframed as e:
+        raise CommandFailed(argv, 126, str(e)) from None
+    except shell.ShellStuck:
+        raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS) from None
+    except shell.ShellGone as e:
+        raise CommandFailed(argv, 128, str(e)) from None
     finally:
         profile.command(argv, time.monotonic() - started)
-    return str(proc.stdout.decode("utf-8", "replace"))
-
-
-def _timeout_command(argv: Sequence[str]) -> Any:
-    """sh's Command for coreutils `timeout`, made once."""
-    global _TIMEOUT
-    if _TIMEOUT is None:
-        sh = load_sh()
-        try:
-            _TIMEOUT = sh.Command("timeout")
-        except sh.CommandNotFound:
-            raise CommandFailed(argv, 127, "timeout (coreutils): command not found") from None
-    return _TIMEOUT
+    if code in _TIMED_OUT:
+        raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS)
+    if code != 0:
+        raise CommandFailed(argv, code, err)
+    return out
 
 
 def with_retries(fn: Callable[[], T], missing_is_transient: bool = False) -> T:
@@ -120,36 +116,6 @@ def with_retries(fn: Callable[[], T], missing_is_transient: bool = False) -> T:
             lambda e: isinstance(e, CommandFailed) and e.transient(missing_is_transient)),
         reraise=True)
     return retrying(fn)
-
-
-def concurrently(*calls: Callable[[], Any]) -> tuple[Any, ...]:
-    """Independent reads at once, one thread each: a request pays for the slowest command, not
-    the sum (each is a process that mostly waits). Every call runs to its end; then the first
-    failure, in the order given, is raised, so errors take precedence as if run in turn."""
-    import threading
-
-    load_sh()  # an import raced by two threads sees a half-made module
-    results: list[Any] = [None] * len(calls)
-    failed: list[BaseException | None] = [None] * len(calls)
-
-    def one(i: int) -> None:
-        try:
-            results[i] = calls[i]()
-        except BaseException as e:  # re-raised below, in the caller's thread
-            failed[i] = e
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True)
-               for i in range(1, len(calls))]
-    for t in threads:
-        t.start()
-    if calls:
-        one(0)
-    for t in threads:
-        t.join()
-    for e in failed:
-        if e is not None:
-            raise e
-    return tuple(results)
 
 
 _NAMED_NETNS_DIRS = ("/var/run/netns", "/run/netns")

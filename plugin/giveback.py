@@ -187,14 +187,12 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
     if view.why:
         log.warn(view.why)
     if view.path:
-        (found, pod_names), node_has_name = backend.concurrently(
-            lambda: _pod_link(view.path, record),
-            lambda: backend.link_exists(record.snapshot.name))
+        found, pod_names = _pod_link(view.path, record)
         if found is not None:
             in_pod = _as_link(found)
-            home_name = record.snapshot.name
-            if not _moves_as_is(record, in_pod, pod_names, node_has_name):
-                home_name = _prepare_move(view.path, found)
+            if not _moves_as_is(record, in_pod, pod_names,
+                                backend.link_exists(record.snapshot.name)):
+                _prepare_move(view.path, found)
             hd = delegate.locate(env.path, state_dir)
             conf = {"cniVersion": hd.pick_version(delegate.BASELINE_VERSION), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
@@ -202,17 +200,15 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
             log.event(f"host-device returned {in_pod.name} from {view.path}")
             # host-device finds the link by name: prove that what came home is the NIC
             # before giving it the node's configuration (the pod may have swapped names).
-            # It came home named after its alias: read its offloads and channels meanwhile
-            # (only a proven link's are used), so restore sets only what the pod changed.
-            home, offloads, channels = backend.concurrently(
-                lambda: _node_link(record),
-                lambda: backend.ethtool_read("-k", home_name, quiet=True),
-                lambda: backend.ethtool_read("-l", home_name, quiet=True))
+            home = _node_link(record)
             if home is None:
                 raise CniError(NETWORK_COMMAND_FAILED, f"what host-device returned from the pod "
                                f"as {in_pod.name} is not provably {record.snapshot.name}",
                                "record kept; see the log")
-            restore(record, home, Ethtool(offloads, channels) if home.name == home_name else None)
+            # Its offloads and channels as they came home, so restore sets only what the pod
+            # changed.
+            restore(record, home, Ethtool(backend.ethtool_read("-k", home.name, quiet=True),
+                                          backend.ethtool_read("-l", home.name, quiet=True)))
             return Outcome(True, True)
     # Only a NIC whose pod netns is gone may still be on its way home.
     link = _wait_on_node(record, wait if look_in_pod and view.pod_gone else 0)
@@ -231,13 +227,13 @@ def temporary_name() -> str:
     return TEMPORARY_PREFIX + os.urandom(6).hex()
 
 
-def _prepare_move(netns: str, link: Mapping[str, Any]) -> str:
+def _prepare_move(netns: str, link: Mapping[str, Any]) -> None:
     """host-device renames the NIC to its alias *inside the pod* before the move, and its
     altnames move with it: a pod link holding the node name, or an altname that is a node
     link's name, failed every DEL with EEXIST. So the alias becomes a name nobody can hold in
     advance and the altnames go; restore() names the NIC back on the node and gives it its
     node altnames again. A name the pod chose that no batch line may carry goes as argv words,
-    which ip never re-parses. Returns the alias: the name the NIC comes home with."""
+    which ip never re-parses."""
     name = str(link.get("ifname", ""))
     altnames = _altnames(link)
     alias = temporary_name()
@@ -265,7 +261,6 @@ def _prepare_move(netns: str, link: Mapping[str, Any]) -> str:
         # host-device would rename the NIC to an alias the pod chose.
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot set the alias of {name!r} in the pod "
                        "before the move", "; ".join(f.message for f in failures))
-    return alias
 
 
 def _drop_unsafe_altnames(record: Record, link: Link) -> Link:

@@ -45,9 +45,11 @@ def _ip_killer(tmp_path, pattern):
     `pattern`."""
     d = tmp_path / "bin"
     d.mkdir(exist_ok=True)
-    # ip runs under coreutils `timeout` (plugin/backend.py): the plugin is its parent.
+    # ip runs under coreutils `timeout`, in the plugin's command shell (plugin/shell.py): the
+    # plugin is the first ancestor that is neither.
     script(d, "ip", f'case "$*" in {pattern})\n'
-           '  p=$PPID; [ "$(cat /proc/$p/comm)" = timeout ] && p=$(cut -d" " -f4 /proc/$p/stat)\n'
+           '  p=$PPID; while case "$(cat /proc/$p/comm)" in timeout|sh|dash) true;; *) false;; esac\n'
+           '  do p=$(cut -d" " -f4 /proc/$p/stat); done\n'
            f'  kill -9 $p; sleep 1;; esac\nexec {REAL_IP} "$@"\n')
     return {"PATH": f"{d}:{os.environ['PATH']}"}
 

@@ -1,0 +1,152 @@
+"""One `/bin/sh`, started through `sh` (the package), that runs a request's ip/ethtool commands
+in turn.
+
+Each command `sh` starts forks this Python process and starts I/O threads for it: ~3 ms a
+command over the exec itself, a dozen times per pod. Here `sh` starts one shell per process
+(per request in the daemon, whose children are forks), and every command after that costs what
+its exec costs. The shell's script is fixed text; values never become shell code:
+
+- a request is lines on the shell's stdin: the timeout in seconds, the number of argv words,
+  the words, the number of stdin lines, the lines. A word or line with a newline or NUL would
+  shift that framing, so it is refused before anything is sent;
+- the shell runs `timeout -k 1 SECONDS WORD...`, stdin from the lines (or /dev/null), then
+  prints a marker carrying a random per-shell nonce and the exit code on stdout, and the marker
+  on stderr. Output and errors are what came before the markers. Nothing a pod controls can
+  forge a marker: it does not know the nonce, and `ip -j` escapes newlines in strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from plugin.imports import load_sh
+
+# $0 is the nonce. Reads are line by line (`read` in dash takes one byte at a time from a
+# pipe), so nothing after a request is consumed with it.
+_SCRIPT = r"""
+while IFS= read -r t && IFS= read -r n; do
+  set --
+  while [ "$n" -gt 0 ]; do IFS= read -r w; set -- "$@" "$w"; n=$((n-1)); done
+  IFS= read -r k
+  if [ "$k" -gt 0 ]; then
+    { while [ "$k" -gt 0 ]; do IFS= read -r l; printf '%s\n' "$l"; k=$((k-1)); done; } |
+      timeout -k 1 "$t" "$@"
+  else
+    timeout -k 1 "$t" "$@" </dev/null
+  fi
+  rc=$?
+  printf '\n%s %s\n' "$0" "$rc"
+  printf '\n%s\n' "$0" >&2
+done
+"""
+# Beyond the command's own timeout: the shell itself no longer answers.
+_GRACE_SECONDS = 5.0
+
+
+class Unframed(ValueError):
+    """A word or stdin line that would break the framing (a newline or NUL): never sent."""
+
+
+class ShellGone(Exception):
+    """The shell exited; the next command gets a new one."""
+
+
+class ShellStuck(ShellGone):
+    """The shell did not answer within the command's timeout and grace: it is killed."""
+
+
+class _Shell:
+    __slots__ = ("cond", "done", "err", "lock", "nonce", "out", "owner", "proc", "queue")
+
+    def __init__(self) -> None:
+        import queue
+
+        sh = load_sh()
+        self.owner = os.getpid()
+        self.nonce = os.urandom(12).hex()
+        self.lock = threading.Lock()      # one command at a time
+        self.cond = threading.Condition()
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.done = False
+        self.queue: Any = queue.Queue()
+        # /bin/sh by path: the plugin's own launcher needs it, and PATH may lack it.
+        self.proc = sh.Command("/bin/sh")(
+            "-c", _SCRIPT, self.nonce, _bg=True, _bg_exc=False, _in=self.queue,
+            _out=self._on_out, _err=self._on_err, _done=self._on_done, _tty_out=False,
+            _out_bufsize=1, _err_bufsize=1, _encoding="utf-8", _decode_errors="replace")
+
+    def _on_out(self, chunk: str) -> None:
+        with self.cond:
+            self.out.append(chunk)
+            self.cond.notify_all()
+
+    def _on_err(self, chunk: str) -> None:
+        with self.cond:
+            self.err.append(chunk)
+            self.cond.notify_all()
+
+    def _on_done(self, *_: object) -> None:
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+
+    def run(self, argv: Sequence[str], stdin: Sequence[str], seconds: float) -> tuple[int, str, str]:
+        for text in (*argv, *stdin):
+            if "\n" in text or "\0" in text:
+                raise Unframed(f"refusing a command word or line with a newline or NUL: "
+                               f"{text[:80]!r}")
+        request = "\n".join((f"{seconds:g}", str(len(argv)), *argv, str(len(stdin)), *stdin))
+        end_out, end_err = f"\n{self.nonce} ", f"\n{self.nonce}\n"
+        deadline = time.monotonic() + seconds + _GRACE_SECONDS
+        with self.lock:
+            self.queue.put(request + "\n")
+            with self.cond:
+                while True:
+                    out, err = "".join(self.out), "".join(self.err)
+                    at = out.rfind(end_out)
+                    if at >= 0 and out.endswith("\n") and end_err in err:
+                        break
+                    left = deadline - time.monotonic()
+                    if self.done or left <= 0:
+                        self._kill()
+                        if self.done:
+                            raise ShellGone("the command shell exited")
+                        raise ShellStuck("the command shell stopped answering")
+                    self.cond.wait(left)
+                self.out.clear()
+                self.err.clear()
+        return int(out[at + len(end_out):]), out[:at], err[:err.rindex(end_err)]
+
+    def _kill(self) -> None:
+        global _SHELL
+        _SHELL = None
+        with contextlib.suppress(Exception):  # gone already
+            self.proc.kill()
+
+
+_SHELL: _Shell | None = None
+_STARTING = threading.Lock()
+
+
+def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of argv under `timeout -k 1 seconds`, stdin from `stdin`'s
+    lines. A shell inherited across fork belongs to the parent: this process starts its own."""
+    global _SHELL
+    with _STARTING:
+        shell = _SHELL
+        if shell is None or shell.owner != os.getpid():
+            from plugin import profile
+
+            load_sh()  # its own profile bucket
+            with profile.span("command shell start"):
+                try:
+                    shell = _SHELL = _Shell()
+                except Exception as e:  # sh's ErrorReturnCode/CommandNotFound, OSError
+                    raise ShellGone(f"cannot start /bin/sh: {e}") from None
+    return shell.run(argv, stdin, seconds)
