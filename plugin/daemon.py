@@ -38,6 +38,8 @@ from typing import Any
 
 from plugin import shim
 
+# Requests that run ip/ethtool: their child starts its command shell at once (plugin/shell.py).
+_RUNS_COMMANDS = ("ADD", "DEL", "CHECK", "GC")
 CHILD_READ_SECONDS = 10.0   # a peer's whole request (all frames, and its "G"), not per recv
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -60,12 +62,7 @@ class _Request(socketserver.BaseRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        self.server.socket.close()   # the child must not keep the listener alive
-        signal.set_wakeup_fd(-1)     # the parent's: its signals are not ours
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from plugin import main
-
-        signal.signal(signal.SIGTERM, main._on_sigterm)
+        self.server.become_child()
         conn: socket.socket = self.request
         # One deadline for everything the peer sends before the request runs: a peer that
         # dribbles a byte at a time must not hold this child (and a max_children slot) longer.
@@ -101,9 +98,13 @@ class _Request(socketserver.BaseRequestHandler):
             del os.environ[key]
         os.environ.update(env)
         os.dup2(2, 1)   # nothing may write on the daemon's stdout but its log
+        command = env.get("CNI_COMMAND", "")
+        if command in _RUNS_COMMANDS:
+            from plugin import shell
+
+            shell.start_soon()
         done = threading.Event()
         threading.Thread(target=_watch_peer, args=(conn, done), daemon=True).start()
-        command = env.get("CNI_COMMAND", "")
         started = time.monotonic()
         try:
             code, reply = main.answer(command, stdin)
@@ -166,11 +167,96 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
             self.shutdown_request(request)
             return
         self.saturated = False
-        super().process_request(request, client_address)
+        if self.hand_to_spare(request):
+            self.close_request(request)
+        else:
+            super().process_request(request, client_address)
+        self.make_spare()
 
     def __init__(self, path: str, report_fd: int) -> None:
         self.report_fd = report_fd
+        self.spare: tuple[int, socket.socket] | None = None   # (pid, our end of its pair)
         super().__init__(path, _Request, bind_and_activate=False)
+
+    def become_child(self) -> None:
+        """What a forked request child (or the spare) drops or changes of the parent's."""
+        self.socket.close()          # the child must not keep the listener alive
+        self.drop_spare_end()        # nor the spare's pair: its EOF says the parent is gone
+        signal.set_wakeup_fd(-1)     # the parent's: its signals are not ours
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from plugin import main
+
+        signal.signal(signal.SIGTERM, main._on_sigterm)
+
+    def drop_spare_end(self) -> None:
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
+
+    def make_spare(self) -> None:
+        """Fork the next request's child ahead of its request, with its command shell started
+        (plugin/shell.py): neither the fork nor the shell is then paid while a caller waits.
+        It waits for one connection from us over a socketpair (SCM_RIGHTS), serves it, exits;
+        an EOF instead (we stopped or died) ends it."""
+        if self.spare is not None or len(self.active_children or ()) >= self.max_children:
+            return
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid:
+            theirs.close()
+            self.spare = (pid, ours)
+            return
+        status = 1
+        try:
+            ours.close()
+            self.become_child()
+            from plugin import shell
+
+            shell.start_soon()
+            _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+            theirs.close()
+            if fds:
+                conn = socket.socket(fileno=fds[0])
+                try:
+                    self.finish_request(conn, "")
+                finally:
+                    self.shutdown_request(conn)
+            status = 0
+        finally:
+            os._exit(status)
+
+    def hand_to_spare(self, request: socket.socket) -> bool:
+        """Give the connection to the spare; False if there is none or it is gone."""
+        if self.spare is None:
+            return False
+        pid, ours = self.spare
+        self.spare = None
+        try:
+            socket.send_fds(ours, [b"R"], [request.fileno()])
+        except OSError:
+            return False
+        finally:
+            ours.close()
+        if self.active_children is None:
+            self.active_children = set()
+        self.active_children.add(pid)
+        return True
+
+    def reap_spare(self) -> None:
+        """An idle spare that died (killed): reaped, and replaced by make_spare."""
+        if self.spare is not None:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(self.spare[0], os.WNOHANG)[0] == 0:
+                    return
+            self.drop_spare_end()
+
+    def end_spare(self) -> None:
+        """Stopping: the idle spare reads EOF and exits; reaped here."""
+        if self.spare is not None:
+            pid = self.spare[0]
+            self.drop_spare_end()
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         try:
@@ -261,6 +347,9 @@ class Daemon:
 
     def _reap(self) -> None:
         self.server.collect_children()
+        self.server.reap_spare()
+        if not self.stopping:
+            self.server.make_spare()
         if self.reconciler is not None:
             with contextlib.suppress(ChildProcessError):
                 pid, _ = os.waitpid(self.reconciler, os.WNOHANG)
@@ -297,6 +386,7 @@ class Daemon:
 
     def _reconcile_child(self) -> int:
         self.server.socket.close()
+        self.server.drop_spare_end()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -324,6 +414,7 @@ class Daemon:
         if self.report_r >= 0:
             sel.register(self.report_r, selectors.EVENT_READ, "report")
         self.server.timeout = 0
+        self.server.make_spare()
         _say(f"serving {self.policy.socket} (pid {os.getpid()})")
         while not self.stopping:
             self._maybe_reconcile()
@@ -345,6 +436,7 @@ class Daemon:
             os.unlink(self.policy.socket)
         sel.unregister(self.server.socket)
         self.server.socket.close()
+        self.server.end_spare()
         _say(f"stopping: {len(self._children())} requests in flight, waiting up to "
              f"{self.args.grace:g} s")
         deadline = time.monotonic() + self.args.grace

@@ -134,9 +134,9 @@ _SHELL: _Shell | None = None
 _STARTING = threading.Lock()
 
 
-def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of argv under `timeout -k 1 seconds`, stdin from `stdin`'s
-    lines. A shell inherited across fork belongs to the parent: this process starts its own."""
+def _get() -> _Shell:
+    """This process's shell. One inherited across fork belongs to the parent: a child starts
+    its own."""
     global _SHELL
     with _STARTING:
         shell = _SHELL
@@ -149,4 +149,22 @@ def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -
                     shell = _SHELL = _Shell()
                 except Exception as e:  # sh's ErrorReturnCode/CommandNotFound, OSError
                     raise ShellGone(f"cannot start /bin/sh: {e}") from None
-    return shell.run(argv, stdin, seconds)
+        return shell
+
+
+def start_soon() -> None:
+    """Start the shell in the background while the request does its command-free first steps
+    (config, policy, state); its first command waits for it. For processes that will run
+    commands (the daemon's request children): starting it costs a fork."""
+
+    def start() -> None:
+        with contextlib.suppress(ShellGone):
+            _get()
+
+    threading.Thread(target=start, daemon=True).start()
+
+
+def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of argv under `timeout -k 1 seconds`, stdin from `stdin`'s
+    lines."""
+    return _get().run(argv, stdin, seconds)
