@@ -324,3 +324,34 @@ def test_past_max_children_a_new_caller_is_closed_at_once_and_runs_in_process(no
     finally:
         for s in peers:
             s.close()
+
+
+def _the_one_child(pid, other_than=(), limit=10.0):
+    """The daemon's only child (its spare), once there is exactly one and it is none of
+    `other_than`."""
+    deadline = time.monotonic() + limit
+    while True:
+        kids = _children_of(pid)
+        if len(kids) == 1 and kids[0] not in other_than:
+            return kids[0]
+        assert time.monotonic() < deadline, f"children of {pid}: {kids}"
+        time.sleep(0.02)
+
+
+def test_a_spare_child_waits_for_the_next_request_and_a_dead_one_is_replaced(node, pod):
+    """The daemon forks the next request's child ahead of it (with its command shell); the
+    request is served by that child and a new spare follows; a killed idle spare is replaced
+    (a request meanwhile is forked for, as before spares), and SIGTERM leaves no child."""
+    pid = node.start_daemon("--grace", "2")
+    spare = _the_one_child(pid)
+    nic = node.nics[0]
+    call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
+    ok(call)
+    assert "attached" not in call.stderr   # through the daemon
+    again = _the_one_child(pid, other_than=(spare,))
+    os.kill(again, signal.SIGKILL)
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))   # served all the same
+    whole(node, nic)
+    _the_one_child(pid, other_than=(spare, again))
+    assert node.stop_daemon() == 0
+    assert _children_of(pid) == []

@@ -66,3 +66,23 @@ def test_reconcile_judges_a_netns_by_identity_not_path(tmp_path):
     not_a_netns.write_text("")
     assert orphans([record(netns=str(not_a_netns)), record(netns="")]) == \
         [record(netns=str(not_a_netns)), record(netns="")]
+
+
+@pytest.mark.parametrize("alias, altnames, pod_names, node_has_name, as_is", [
+    ("ens1f0", (), ["lo", "net1"], False, True),             # as host-device left it
+    ("ens1f0", (), ["lo", "ens1f0"], False, True),           # the pod named it the node name
+    ("", (), ["lo", "net1"], False, False),                  # alias cleared
+    ("eth0", (), ["lo", "net1"], False, False),              # alias changed by the pod
+    ("ens1f0", ("x",), ["lo", "net1"], False, False),        # an altname travels with it
+    ("ens1f0", (), ["lo", "net1", "ens1f0"], False, False),  # a pod link squats the name
+    ("ens1f0", (), ["lo", "net1"], True, False),             # the name is taken on the node
+])
+def test_a_nic_moves_as_is_only_when_nothing_can_get_in_host_devices_way(
+        alias, altnames, pod_names, node_has_name, as_is):
+    from plugin.giveback import Link, _moves_as_is
+
+    rec = record()
+    assert rec.snapshot.name == "ens1f0"
+    link = Link("ens1f0" if "ens1f0" in pod_names and "net1" not in pod_names else "net1",
+                "aa:bb:cc:dd:ee:ff", altnames, alias)
+    assert _moves_as_is(rec, link, pod_names, node_has_name) is as_is

@@ -333,3 +333,20 @@ def test_hostile_new_link_settings_are_corrupt(change):
     change(obj)
     with pytest.raises(v.Corrupt):
         LinkSnapshot.from_json(obj)
+
+
+def test_restore_sets_only_the_offloads_and_channels_that_differ_from_what_came_home():
+    text_k = (DATA / "ethtool_k.txt").read_text()
+    text_l = (DATA / "ethtool_l.txt").read_text()
+    s = snapshot().with_link(details(), text_k, text_l).settings
+    same_k, same_l = parse_offloads(text_k), parse_channels(text_l)
+    assert s.ethtool_words(same_k) == [] and s.channel_words(same_l) == []  # nothing changed
+    flipped = tuple((name, not on) if name == "rx-checksumming" else (name, on)
+                    for name, on in same_k)
+    assert s.ethtool_words(flipped) == ["rx-checksumming", "on"]
+    assert s.channel_words((("rx", 4), ("tx", 1))) == ["rx", "2"]
+    missing = tuple(x for x in same_k if x[0] != "tx-tcp-segmentation")
+    assert s.ethtool_words(missing) == ["tx-tcp-segmentation", "on"]
+    # nothing known about what came home: every recorded value is set, as before
+    assert s.ethtool_words(None) == s.ethtool_words() and len(s.ethtool_words()) > 2
+    assert s.channel_words(None) == ["rx", "2", "tx", "1"]

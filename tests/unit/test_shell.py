@@ -1,0 +1,68 @@
+"""The command shell (plugin/shell.py): framing, failures, and one shell per process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+from plugin import backend, shell
+
+
+def test_output_errors_and_exit_code_come_back_as_the_command_gave_them():
+    assert backend.run(["printf", "a\\nb"]) == "a\nb"            # no trailing newline
+    assert backend.run(["printf", "a\\n\\n"]) == "a\n\n"
+    assert backend.run(["cat"], stdin="x y\n\nz\n") == "x y\n\nz\n"
+    with pytest.raises(backend.CommandFailed) as e:
+        backend.run(["sh", "-c", "echo out; echo 'Cannot find device \"x\"' >&2; exit 3"])
+    assert e.value.exit_code == 3 and e.value.missing_device
+    assert backend.run(["printf", "%s|", "two words", "$HOME", "'", "\\"]) == "two words|$HOME|'|\\|"
+
+
+@pytest.mark.parametrize("argv, stdin", [
+    (["printf", "a\nb"], None),
+    (["printf", "a\0b"], None),
+    (["cat"], "line\0\n"),
+])
+def test_a_word_or_line_that_would_shift_the_framing_is_never_sent(argv, stdin, tmp_path):
+    marker = tmp_path / "ran"
+    with pytest.raises(backend.CommandFailed) as e:
+        backend.run([*argv[:1], *argv[1:]], stdin=stdin)
+    assert e.value.exit_code == 126 and not e.value.transient(True)
+    # the shell is still in step: the next command gets its own answer
+    assert backend.run(["sh", "-c", f"touch {marker}; echo ok"]) == "ok\n" and marker.exists()
+
+
+def test_a_marker_in_a_commands_output_without_the_nonce_is_just_output():
+    assert backend.run(["printf", "\\n%s 0\\n\\n%s\\n", "0" * 24, "0" * 24]) == \
+        f"\n{'0' * 24} 0\n\n{'0' * 24}\n"
+
+
+def test_a_shell_that_died_is_replaced_for_the_next_command():
+    first = shell._get()
+    first.proc.kill()
+    with contextlib.suppress(Exception):  # sh raises for the SIGKILL it reports
+        first.proc.wait()
+    with pytest.raises(backend.CommandFailed):
+        backend.run(["true"])
+    assert backend.run(["echo", "again"]) == "again\n"
+    assert shell._get() is not first
+
+
+def test_a_forked_child_never_uses_its_parents_shell():
+    parent = shell._get()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            mine = shell._get()
+            ok = mine is not parent and backend.run(["echo", "child"]) == "child\n"
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+    assert shell._get() is parent and backend.run(["echo", "parent"]) == "parent\n"
