@@ -6,19 +6,23 @@ command over the exec itself, a dozen times per pod. Here `sh` starts one shell 
 (per request in the daemon, whose children are forks), and every command after that costs what
 its exec costs. The shell's script is fixed text; values never become shell code:
 
-- a request is lines on the shell's stdin: the timeout in seconds, the number of argv words,
-  the words, the number of stdin lines, the lines. A word or line with a newline or NUL would
-  shift that framing, so it is refused before anything is sent;
-- the shell runs `timeout -k 1 SECONDS WORD...`, stdin from the lines (or /dev/null), then
-  prints a marker carrying a random per-shell nonce and the exit code on stdout, and the marker
-  on stderr. Output and errors are what came before the markers. Nothing a pod controls can
-  forge a marker: it does not know the nonce, and `ip -j` escapes newlines in strings.
+- a request is lines on the shell's stdin: the number of argv words, the words, the number of
+  stdin lines, the lines. A word or line with a newline or NUL would shift that framing, so it
+  is refused before anything is sent;
+- the shell runs `"$@"`, stdin from the lines (or /dev/null), then prints a marker carrying a
+  random per-shell nonce and the exit code on stdout, and the marker on stderr. Output and
+  errors are what came before the markers. Nothing a pod controls can forge a marker: it does
+  not know the nonce, and `ip -j` escapes newlines in strings;
+- a command that has not answered by its deadline is killed with the whole shell (its own
+  process group; the commands stay in it: the shell has no job control), and the next command
+  gets a new shell. No `timeout` process per command: that would cost each one an exec.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -29,23 +33,20 @@ from plugin.imports import load_sh
 # $0 is the nonce. Reads are line by line (`read` in dash takes one byte at a time from a
 # pipe), so nothing after a request is consumed with it.
 _SCRIPT = r"""
-while IFS= read -r t && IFS= read -r n; do
+while IFS= read -r n; do
   set --
   while [ "$n" -gt 0 ]; do IFS= read -r w; set -- "$@" "$w"; n=$((n-1)); done
   IFS= read -r k
   if [ "$k" -gt 0 ]; then
-    { while [ "$k" -gt 0 ]; do IFS= read -r l; printf '%s\n' "$l"; k=$((k-1)); done; } |
-      timeout -k 1 "$t" "$@"
+    { while [ "$k" -gt 0 ]; do IFS= read -r l; printf '%s\n' "$l"; k=$((k-1)); done; } | "$@"
   else
-    timeout -k 1 "$t" "$@" </dev/null
+    "$@" </dev/null
   fi
   rc=$?
   printf '\n%s %s\n' "$0" "$rc"
   printf '\n%s\n' "$0" >&2
 done
 """
-# Beyond the command's own timeout: the shell itself no longer answers.
-_GRACE_SECONDS = 5.0
 
 
 class Unframed(ValueError):
@@ -57,7 +58,7 @@ class ShellGone(Exception):
 
 
 class ShellStuck(ShellGone):
-    """The shell did not answer within the command's timeout and grace: it is killed."""
+    """The command did not answer by its deadline: it is killed with the shell."""
 
 
 class _Shell:
@@ -77,7 +78,7 @@ class _Shell:
         self.queue: Any = queue.Queue()
         # /bin/sh by path: the plugin's own launcher needs it, and PATH may lack it.
         self.proc = sh.Command("/bin/sh")(
-            "-c", _SCRIPT, self.nonce, _bg=True, _bg_exc=False, _in=self.queue,
+            "-c", _SCRIPT, self.nonce, _bg=True, _bg_exc=False, _in=self.queue, _new_group=True,
             _out=self._on_out, _err=self._on_err, _done=self._on_done, _tty_out=False,
             _out_bufsize=1, _err_bufsize=1, _encoding="utf-8", _decode_errors="replace")
 
@@ -101,9 +102,9 @@ class _Shell:
             if "\n" in text or "\0" in text:
                 raise Unframed(f"refusing a command word or line with a newline or NUL: "
                                f"{text[:80]!r}")
-        request = "\n".join((f"{seconds:g}", str(len(argv)), *argv, str(len(stdin)), *stdin))
+        request = "\n".join((str(len(argv)), *argv, str(len(stdin)), *stdin))
         end_out, end_err = f"\n{self.nonce} ", f"\n{self.nonce}\n"
-        deadline = time.monotonic() + seconds + _GRACE_SECONDS
+        deadline = time.monotonic() + seconds
         with self.lock:
             self.queue.put(request + "\n")
             with self.cond:
@@ -124,10 +125,11 @@ class _Shell:
         return int(out[at + len(end_out):]), out[:at], err[:err.rindex(end_err)]
 
     def _kill(self) -> None:
+        """The shell and whatever it runs: its process group."""
         global _SHELL
         _SHELL = None
-        with contextlib.suppress(Exception):  # gone already
-            self.proc.kill()
+        with contextlib.suppress(OSError):  # gone already
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 _SHELL: _Shell | None = None
@@ -165,6 +167,6 @@ def start_soon() -> None:
 
 
 def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of argv under `timeout -k 1 seconds`, stdin from `stdin`'s
-    lines."""
+    """(exit code, stdout, stderr) of argv, stdin from `stdin`'s lines; ShellStuck if it has
+    not answered within `seconds`."""
     return _get().run(argv, stdin, seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import pytest
 
@@ -66,3 +67,24 @@ def test_a_forked_child_never_uses_its_parents_shell():
     assert os.read(r, 1) == b"1"
     os.close(r)
     assert shell._get() is parent and backend.run(["echo", "parent"]) == "parent\n"
+
+
+def test_a_command_past_its_deadline_is_killed_with_its_shell_and_the_next_gets_a_new_one(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(backend, "COMMAND_TIMEOUT_SECONDS", 0.5)
+    before = shell._get()
+    pidfile = tmp_path / "pid"
+    with pytest.raises(backend.TimedOut):
+        backend.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 120"])
+    hung = int(pidfile.read_text())
+    for _ in range(100):   # SIGKILL is delivered at once; reaping may take a moment
+        try:
+            with open(f"/proc/{hung}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError(f"pid {hung} still runs")
+    assert backend.run(["echo", "next"]) == "next\n" and shell._get() is not before
