@@ -8,10 +8,11 @@ cleaned by the fixtures; anything that could hang is bounded by a timeout.
 
 import contextlib
 import os
+import shutil
 import signal
 
 from plugin import shell
-from tests.support.checks import REAL_IP, records, restored, script
+from tests.support.checks import REAL_IP, ok, records, restored, script
 
 
 def _ip_signaller(tmp_path, pattern, sig="TERM"):
@@ -71,3 +72,51 @@ def test_sigterm_while_a_command_runs_in_add_still_rolls_back(node, pod, tmp_pat
     assert (tmp_path / "signalled").exists()
     assert call.rc != 0
     assert restored(node, nic) and records(node) == []
+
+
+# -- plugin/giveback.py: the pod racing DEL ---------------------------------------------------
+
+def _racing_host_device(tmp_path, body):
+    """A CNI dir whose host-device first runs `body` (shell, $P = the pod's netns name) on
+    the first DEL, then the real host-device: the hostile pod acting in the window between
+    the plugin's read of the pod and host-device's move (it can loop on `ip monitor`)."""
+    cni = tmp_path / "cni"
+    cni.mkdir(exist_ok=True)
+    once = tmp_path / "raced"
+    script(cni, "host-device", f'if [ "$CNI_COMMAND" = DEL ] && [ ! -e {once} ]; then\n'
+           f'  touch {once}; P=$(basename "$CNI_NETNS")\n  {body}\nfi\n'
+           'exec /usr/lib/cni/host-device\n')
+    shutil.copy("/usr/lib/cni/static", cni / "static")
+    return {"cni_path": str(cni), "extra_env": {"AMD_HOST_DEVICE_FALLBACK_DIRS": ""}}
+
+
+def _holders(node, address):
+    """(name, MAC) of every node link that has `address`."""
+    return [(x["ifname"], x["address"]) for x in node.ip_json(node.node, "addr") or []
+            if any(f"{a['local']}/{a['prefixlen']}" == address for a in x.get("addr_info", []))]
+
+
+def test_a_pod_veth_swapped_in_before_hostdevice_del_never_gets_the_nics_config(node, pod,
+                                                                                tmp_path):
+    """After the plugin read the pod (fast path: the NIC's alias is still its node name), the
+    pod renames the NIC away and creates a veth named CNI_IFNAME with alias = the NIC's node
+    name. host-device moves that veth to the node, where it takes the NIC's name; DEL says
+    "not provably" (good). But the retried DEL brings the NIC home as ahd..., fails to rename
+    it (the pod's veth holds the name) and still applies the restore batch by name: the
+    node's addresses, MTU and up go onto the pod's veth, whose peer is in the pod (the pod
+    now receives the node's traffic for that subnet), and the NIC stays unconfigured under a
+    temporary name; every later DEL fails the same way. Safe: no link but the proven NIC is
+    ever configured, and a retried DEL either restores the NIC or fails without touching
+    another link."""
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    race = _racing_host_device(tmp_path, 'ip -n $P link set dev "$CNI_IFNAME" name hide; '
+                               'ip -n $P link add "$CNI_IFNAME" type veth peer name p1; '
+                               f'ip -n $P link set dev "$CNI_IFNAME" alias {nic.name}')
+    first = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1", **race)
+    assert (tmp_path / "raced").exists()
+    assert first.rc != 0
+    for _ in range(2):   # the runtime retries DEL
+        node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
+    mac = node.macs[nic.pci]
+    assert _holders(node, nic.v4) in ([], [(nic.name, mac)])
