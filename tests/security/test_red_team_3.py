@@ -7,12 +7,17 @@ cleaned by the fixtures; anything that could hang is bounded by a timeout.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import subprocess
+
+import pytest
 
 from plugin import shell
-from tests.support.checks import REAL_IP, ok, records, restored, script
+from tests.support.checks import REAL_IP, ns, ok, records, restored, script
+from tests.support.simnode import sh
 
 
 def _ip_signaller(tmp_path, pattern, sig="TERM"):
@@ -120,3 +125,58 @@ def test_a_pod_veth_swapped_in_before_hostdevice_del_never_gets_the_nics_config(
         node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
     mac = node.macs[nic.pci]
     assert _holders(node, nic.v4) in ([], [(nic.name, mac)])
+
+
+# -- what `ip -j` prints, as the plugin parses it ---------------------------------------------
+
+def _ip_bytes(netns, *argv):
+    subprocess.run([b"ip", b"-n", netns.encode(), *argv], check=True, capture_output=True,
+                   timeout=30)
+
+
+def _lenient_ip_json(netns, *args):
+    """SimNode.ip_json, but reading control characters (the harness must see the node)."""
+    out = sh("ip", "-n", netns, "-j", *args, check=False)
+    return json.loads(out.stdout, strict=False) if out.returncode == 0 and out.stdout.strip() \
+        else None
+
+
+@pytest.mark.parametrize("argv", [
+    (b"link", b"set", b"dev", b"net1", b"alias", b"x\x01y"),
+    (b"link", b"property", b"add", b"dev", b"net1", b"altname", b"x\x01y"),
+], ids=["alias", "altname"])
+def test_a_control_character_the_pod_puts_in_its_nics_alias_or_altname_does_not_wedge_del(
+        node, pod, argv):
+    """`ip -j` escapes newline, tab, quote and backslash but prints other control characters
+    raw; the kernel allows them in an alias (any bytes) and in an altname. The plugin parses
+    `ip -j` strictly (json.JSONDecoder()), so DEL's read of the pod fails with "internal
+    error: JSONDecodeError" (code 999), every time: the pod keeps the node NIC and its sandbox
+    cannot be torn down. Safe: DEL proves the NIC and gives it back restored."""
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    _ip_bytes(ns(pod), *argv)
+    call = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
+    assert call.rc == 0, call.stdout
+    assert restored(node, nic) and records(node) == []
+
+
+def test_a_nic_the_kernel_sent_home_with_a_control_character_alias_does_not_stop_every_add(
+        node, pod, monkeypatch):
+    """The pod sets an alias with a control character on its NIC, then its netns dies: the
+    kernel returns a physical NIC to the node with that alias (simulated by moving it). Every
+    ADD reads all the node's links in one `ip -j -d -N -batch` (the uplink guard), which no
+    longer parses: every ADD of every NIC on the node fails with code 999, and so does the DEL
+    that should bring this NIC back. One tenant pod takes the node's NICs from all pods.
+    Safe: the other NIC attaches, and DEL restores the returned one."""
+    nic, other = node.nics
+    monkeypatch.setattr(node, "ip_json", lambda netns, *args: _lenient_ip_json(netns, *args))
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    _ip_bytes(ns(pod), b"link", b"set", b"dev", b"net1", b"alias", b"x\x01y")
+    sh("ip", "-n", ns(pod), "link", "set", "dev", "net1", "netns", node.node)
+    node.remove_pod(ns(pod))
+    pod2 = node.netns_path(node.add_pod())
+    added = node.cni("ADD", node.conf(other.pci), "c2", pod2, "net1")
+    deleted = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
+    assert added.rc == 0, added.stdout
+    assert deleted.rc == 0, deleted.stdout
+    assert restored(node, nic)
