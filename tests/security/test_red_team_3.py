@@ -64,6 +64,18 @@ def test_a_command_interrupted_by_a_signal_does_not_answer_the_next_one():
     assert third == (0, "third\n", "")
 
 
+def test_a_command_that_exits_without_reading_its_stdin_does_not_shift_the_framing():
+    """A request's stdin lines are copied to the command by a subshell on the left of a pipe
+    (plugin/shell.py). When the command exits before reading them all (`ip -batch -` without
+    -force stops at its first failing line; `timeout` kills a hung ip; argv[0] not found)
+    and the lines do not fit the pipe, the copier dies of SIGPIPE and the lines it did not
+    copy stay on the shell's stdin: the shell reads them as the next requests (timeout, argc,
+    argv words...), so every later command gets the answer of a phantom one ("[: Illegal
+    number", exit 125). Safe: the next command gets its own answer."""
+    shell.run(["true"], ["x" * 100] * 3000, seconds=30)
+    assert shell.run(["echo", "next"], seconds=30) == (0, "next\n", "")
+
+
 def test_sigterm_while_a_command_runs_in_add_still_rolls_back(node, pod, tmp_path):
     """The runtime's SIGTERM arrives while ADD reads the NIC in the pod after host-device
     moved it (`ip -n POD -j -d link show dev net1`, the record says "moving"). ADD rolls back
