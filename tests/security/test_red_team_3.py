@@ -42,7 +42,19 @@ class _Interrupted(Exception):
     pass
 
 
-def test_a_command_interrupted_by_a_signal_does_not_answer_the_next_one():
+@pytest.fixture
+def fresh_shell():
+    """This process's command shell, new before and discarded after (a desynced one must not
+    answer the next test)."""
+    def discard():
+        if shell._SHELL is not None:
+            shell._SHELL._kill()
+    discard()
+    yield
+    discard()
+
+
+def test_a_command_interrupted_by_a_signal_does_not_answer_the_next_one(fresh_shell):
     """The plugin turns SIGTERM into SystemExit (plugin/main.py) and ADD then rolls back
     with more commands, in the same shell. An exception raised out of shell.run while a
     command is in flight leaves its output and end marker to come; the next command's wait
@@ -64,7 +76,8 @@ def test_a_command_interrupted_by_a_signal_does_not_answer_the_next_one():
     assert third == (0, "third\n", "")
 
 
-def test_a_command_that_exits_without_reading_its_stdin_does_not_shift_the_framing():
+def test_a_command_that_exits_without_reading_its_stdin_does_not_shift_the_framing(
+        fresh_shell):
     """A request's stdin lines are copied to the command by a subshell on the left of a pipe
     (plugin/shell.py). When the command exits before reading them all (`ip -batch -` without
     -force stops at its first failing line; `timeout` kills a hung ip; argv[0] not found)
