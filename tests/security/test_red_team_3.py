@@ -205,3 +205,26 @@ def test_a_nic_the_kernel_sent_home_with_a_control_character_alias_does_not_stop
     assert added.rc == 0, added.stdout
     assert deleted.rc == 0, deleted.stdout
     assert restored(node, nic)
+
+
+@pytest.mark.parametrize("body", [
+    'ip -n $P link set dev "$CNI_IFNAME" alias ens1f1',
+    'ip -n $P link property add dev "$CNI_IFNAME" altname ens1f1',
+    'ip -n $P link set dev "$CNI_IFNAME" alias lo',
+    'ip -n $P link set dev "$CNI_IFNAME" alias ""',
+    'ip -n $P link add ens1f0 type veth peer name p1',
+], ids=["alias-other-nic", "altname-other-nic", "alias-lo", "alias-empty", "pod-link-named-nic"])
+def test_the_pod_changing_the_nic_after_the_fast_path_check_is_recovered_by_a_retried_del(
+        node, pod, tmp_path, body):
+    """Passing regression test. Between DEL's read of the pod (alias == node name, no
+    altnames: the fast path) and host-device's move, the pod points the alias at another
+    node link, adds an altname that is one, empties the alias, or creates a pod link with
+    the node name. host-device fails (EEXIST/ERANGE) and names the NIC back; the record is
+    kept, the other NIC untouched, and the retried DEL takes the slow path and restores it."""
+    nic, other = node.nics
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1", **_racing_host_device(tmp_path, body))
+    assert (tmp_path / "raced").exists()
+    assert restored(node, other)
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic) and restored(node, other) and records(node) == []
