@@ -228,3 +228,27 @@ def test_the_pod_changing_the_nic_after_the_fast_path_check_is_recovered_by_a_re
     assert restored(node, other)
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     assert restored(node, nic) and restored(node, other) and records(node) == []
+
+
+def test_a_nic_name_that_is_not_utf8_does_not_send_a_pod_veth_home_in_its_place(node, pod):
+    """No race needed: the pod renames its NIC to the bytes ff fe (not UTF-8; the kernel
+    allows it) and creates a veth named ef bf bd ef bf bd (UTF-8 of U+FFFD U+FFFD) with alias
+    = the NIC's node name. `ip -j` output is decoded with errors="replace", so the proven NIC
+    is "\\ufffd\\ufffd" to the plugin, and every command it sends with that name (host-device's
+    CNI_IFNAME, `ip link set dev`) names the veth: DEL moves the pod's veth to the node, where
+    it takes the NIC's name, and every later DEL fails ("cannot set the alias of ..."): the
+    pod keeps the node NIC for good, and a link whose peer is in the pod sits on the node
+    under the NIC's name (anything that configures the node by name configures the pod's
+    link). Safe: only the proven NIC ever leaves the pod, and a DEL restores it."""
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    twin = b"\xef\xbf\xbd\xef\xbf\xbd"
+    _ip_bytes(ns(pod), b"link", b"set", b"dev", b"net1", b"name", b"\xff\xfe")
+    _ip_bytes(ns(pod), b"link", b"add", twin, b"type", b"veth", b"peer", b"name", b"p1")
+    _ip_bytes(ns(pod), b"link", b"set", b"dev", twin, b"alias", nic.name.encode())
+    for _ in range(3):   # the runtime retries DEL
+        if node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1").rc == 0:
+            break
+    home = node.link(node.node, nic.name)
+    assert home is None or home["address"] == node.macs[nic.pci]
+    assert restored(node, nic) and records(node) == []
