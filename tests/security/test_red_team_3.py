@@ -252,3 +252,31 @@ def test_a_nic_name_that_is_not_utf8_does_not_send_a_pod_veth_home_in_its_place(
     home = node.link(node.node, nic.name)
     assert home is None or home["address"] == node.macs[nic.pci]
     assert restored(node, nic) and records(node) == []
+
+
+def _bytes_ip_json(netns, *args):
+    """SimNode.ip_json for a node with a link name that is not UTF-8 (the harness must see
+    the node, and sync_sysfs must mirror the name's bytes)."""
+    p = subprocess.run(["ip", "-n", netns, "-j", *args], capture_output=True, timeout=30)
+    out = p.stdout.decode("utf-8", "surrogateescape")
+    return json.loads(out, strict=False) if p.returncode == 0 and out.strip() else None
+
+
+def test_a_nic_the_kernel_sent_home_with_a_name_that_is_not_utf8_is_restored(node, pod,
+                                                                             monkeypatch):
+    """The pod renames its NIC to the bytes ff fe, then its netns dies: the kernel returns
+    a physical NIC to the node under that name (simulated by moving it). DEL proves it by
+    identity but knows its name only as "\\ufffd\\ufffd" (`ip -j` decoded with
+    errors="replace"), so the argv-words rename (`ip link set dev NAME name ens1f0`) names a
+    device that does not exist: every DEL fails, the NIC stays down and unconfigured on the
+    node with its record kept, and ADD refuses its PCI address. Safe: DEL renames it by what
+    proves it (e.g. its ifindex, `ip link set dev` by index or the raw bytes) and restores it."""
+    monkeypatch.setattr(node, "ip_json", _bytes_ip_json)
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    _ip_bytes(ns(pod), b"link", b"set", b"dev", b"net1", b"name", b"\xff\xfe")
+    _ip_bytes(ns(pod), b"link", b"set", b"dev", b"\xff\xfe", b"netns", node.node.encode())
+    node.remove_pod(ns(pod))
+    call = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
+    assert call.rc == 0, call.stdout
+    assert restored(node, nic) and records(node) == []
