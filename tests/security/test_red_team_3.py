@@ -143,9 +143,8 @@ def test_a_pod_veth_swapped_in_before_hostdevice_del_never_gets_the_nics_config(
     race = _racing_host_device(tmp_path, 'ip -n $P link set dev "$CNI_IFNAME" name hide; '
                                'ip -n $P link add "$CNI_IFNAME" type veth peer name p1; '
                                f'ip -n $P link set dev "$CNI_IFNAME" alias {nic.name}')
-    first = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1", **race)
+    node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1", **race)
     assert (tmp_path / "raced").exists()
-    assert first.rc != 0
     for _ in range(2):   # the runtime retries DEL
         node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
     mac = node.macs[nic.pci]
