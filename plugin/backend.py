@@ -154,7 +154,9 @@ def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = 
 
 
 def _split_arrays(text: str, expected: int) -> list[list[dict[str, Any]]]:
-    decoder = json.JSONDecoder()
+    # strict=False: `ip -j` prints control characters a pod put in an alias or altname as
+    # they are, which strict JSON refuses.
+    decoder = json.JSONDecoder(strict=False)
     arrays: list[list[dict[str, Any]]] = []
     pos = 0
     while len(arrays) < expected:

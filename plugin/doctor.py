@@ -217,7 +217,7 @@ def _read(path: str) -> str:
 
 def _ip_list(*args: str) -> list[dict[str, Any]]:
     try:
-        found = json.loads(backend.run(["ip", "-j", *args]) or "[]")
+        found = json.loads(backend.run(["ip", "-j", *args]) or "[]", strict=False)
     except (backend.CommandFailed, ValueError):
         return []
     return [x for x in found if isinstance(x, dict)] if isinstance(found, list) else []

@@ -280,7 +280,15 @@ def _drop_unsafe_altnames(record: Record, link: Link) -> Link:
 
 def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
     """The restore batch; a name or MAC that cannot go into a batch line (the pod may have
-    chosen it) is refused, never sent."""
+    chosen it) is refused, never sent. Every line after the rename names the NIC by its node
+    name: if another link holds that name (a pod's veth host-device brought home in its place),
+    nothing is run, or the node's configuration would go onto that link."""
+    name = record.snapshot.name
+    if link.name != name and name not in link.altnames and backend.link_exists(name):
+        raise CniError(NETWORK_COMMAND_FAILED, f"{name} is taken on the node by a link that is "
+                       f"not the NIC (which is home as {link.name!r}): nothing restored",
+                       f"record {record.attachment} kept; rename or remove that link, then "
+                       "DEL again")
     if not valid_ifname(link.name):
         # A name the pod chose that no batch line may carry (a NIC renamed in the pod and
         # sent home by the kernel): rename it with argv words, which ip never re-parses.
@@ -293,7 +301,6 @@ def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
                            f"{record.snapshot.name}", str(e)) from None
         link = replace(link, name=record.snapshot.name)
     link = _drop_unsafe_altnames(record, link)
-    name = record.snapshot.name
     try:
         lines = record.snapshot.restore_lines(link.name, link.mac, link.altnames, link.xdp)
         if link.alias is not None and link.alias != name:

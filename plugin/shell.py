@@ -31,14 +31,18 @@ from typing import Any
 from plugin.imports import load_sh
 
 # $0 is the nonce. Reads are line by line (`read` in dash takes one byte at a time from a
-# pipe), so nothing after a request is consumed with it.
+# pipe), so nothing after a request is consumed with it; a request's stdin lines are all read
+# before its command runs, so a command that exits without reading them leaves none behind.
 _SCRIPT = r"""
 while IFS= read -r n; do
   set --
   while [ "$n" -gt 0 ]; do IFS= read -r w; set -- "$@" "$w"; n=$((n-1)); done
   IFS= read -r k
   if [ "$k" -gt 0 ]; then
-    { while [ "$k" -gt 0 ]; do IFS= read -r l; printf '%s\n' "$l"; k=$((k-1)); done; } | "$@"
+    i=
+    while [ "$k" -gt 0 ]; do IFS= read -r l; i="$i$l
+"; k=$((k-1)); done
+    printf '%s' "$i" | "$@"
   else
     "$@" </dev/null
   fi
@@ -80,7 +84,8 @@ class _Shell:
         self.proc = sh.Command("/bin/sh")(
             "-c", _SCRIPT, self.nonce, _bg=True, _bg_exc=False, _in=self.queue, _new_group=True,
             _out=self._on_out, _err=self._on_err, _done=self._on_done, _tty_out=False,
-            _out_bufsize=1, _err_bufsize=1, _encoding="utf-8", _decode_errors="replace")
+            _out_bufsize=1, _err_bufsize=1, _encoding="utf-8",
+            _decode_errors="surrogateescape")
 
     def _on_out(self, chunk: str) -> None:
         with self.cond:
@@ -102,27 +107,34 @@ class _Shell:
             if "\n" in text or "\0" in text:
                 raise Unframed(f"refusing a command word or line with a newline or NUL: "
                                f"{text[:80]!r}")
-        request = "\n".join((str(len(argv)), *argv, str(len(stdin)), *stdin))
+        request = "\n".join((str(len(argv)), *argv, str(len(stdin)), *stdin)) + "\n"
         end_out, end_err = f"\n{self.nonce} ", f"\n{self.nonce}\n"
         deadline = time.monotonic() + seconds
         with self.lock:
-            self.queue.put(request + "\n")
-            with self.cond:
-                while True:
-                    out, err = "".join(self.out), "".join(self.err)
-                    at = out.rfind(end_out)
-                    if at >= 0 and out.endswith("\n") and end_err in err:
-                        break
-                    left = deadline - time.monotonic()
-                    if self.done or left <= 0:
-                        self._kill()
-                        if self.done:
-                            raise ShellGone("the command shell exited")
-                        raise ShellStuck("the command shell stopped answering")
-                    self.cond.wait(left)
-                self.out.clear()
-                self.err.clear()
-        return int(out[at + len(end_out):]), out[:at], err[:err.rindex(end_err)]
+            try:
+                # Bytes: a name the kernel allows need not be UTF-8; surrogateescape gives
+                # back the very bytes `ip` printed (and keeps two such names apart).
+                self.queue.put(request.encode("utf-8", "surrogateescape"))
+                with self.cond:
+                    while True:
+                        out, err = "".join(self.out), "".join(self.err)
+                        at = out.rfind(end_out)
+                        if at >= 0 and out.endswith("\n") and end_err in err:
+                            break
+                        left = deadline - time.monotonic()
+                        if self.done or left <= 0:
+                            if self.done:
+                                raise ShellGone("the command shell exited")
+                            raise ShellStuck("the command shell stopped answering")
+                        self.cond.wait(left)
+                    self.out.clear()
+                    self.err.clear()
+                return int(out[at + len(end_out):]), out[:at], err[:err.rindex(end_err)]
+            except BaseException:
+                # Interrupted (SIGTERM's SystemExit, a timeout) or out of step: the command
+                # may still answer later, into the next one's reply. This shell is done.
+                self._kill()
+                raise
 
     def _kill(self) -> None:
         """The shell and whatever it runs: its process group."""
