@@ -76,12 +76,16 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     would cost every command that much)."""
     from plugin import shell
 
-    started = time.monotonic()
     lines = stdin.split("\n") if stdin else []
     if lines and lines[-1] == "":
         lines.pop()
     try:
-        code, out, err = shell.run(argv, lines, COMMAND_TIMEOUT_SECONDS)
+        runner = shell.current()   # its start is profiled on its own
+    except shell.ShellGone as e:
+        raise CommandFailed(argv, 128, str(e)) from None
+    started = time.monotonic()
+    try:
+        code, out, err = runner.run(argv, lines, COMMAND_TIMEOUT_SECONDS)
     except shell.Unframed as e:
         raise CommandFailed(argv, 126, str(e)) from None
     except shell.ShellStuck:

@@ -178,7 +178,12 @@ def start_soon() -> None:
     threading.Thread(target=start, daemon=True).start()
 
 
+def current() -> _Shell:
+    """This process's shell, started if need be: `.run(argv, stdin_lines, seconds)` gives
+    (exit code, stdout, stderr) of argv; ShellStuck if it has not answered in `seconds`."""
+    return _get()
+
+
 def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of argv, stdin from `stdin`'s lines; ShellStuck if it has
-    not answered within `seconds`."""
+    """(exit code, stdout, stderr) of argv in this process's shell."""
     return _get().run(argv, stdin, seconds)
