@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 from plugin import NEWEST_CNI_VERSION, backend, delegate, device, identity, log, uplink
@@ -185,8 +184,8 @@ def add(env: Env, conf: NetConf) -> Result:
                 holder = stale[0]
                 raise CniError(DEVICE_IN_USE, f"device {dev.netdev} is attached to "
                                f"{holder.container_id}/{holder.ifname}")
-            dev = replace(dev, netdev=_settle_stale(store, stale, dev, env, conf))
-        dev = replace(dev, netdev=_settle_legacy(store, dev, env, conf))
+            dev = dev._replace(netdev=_settle_stale(store, stale, dev, env, conf))
+        dev = dev._replace(netdev=_settle_legacy(store, dev, env, conf))
         view = capture(dev.netdev)  # the NIC and the node's uplinks, one ip
         seen = _guard_uplinks(dev.netdev, view, conf)
         snapshot = _with_link(dev.netdev, view.snapshot, seen.link,
@@ -264,7 +263,7 @@ def _with_pod_identity(record: Record, env: Env) -> Record:
     if not peer or peer.split(":")[0] != record.identity.peer_node.split(":")[0]:
         log.warn(f"{env.ifname} in the pod is not the veth that left the node ({peer or 'none'})")
         return record
-    return replace(record, identity=replace(record.identity, peer_pod=peer))
+    return record._replace(identity=record.identity._replace(peer_pod=peer))
 
 
 def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device) -> Result:

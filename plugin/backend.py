@@ -13,8 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from plugin import log, profile
 from plugin.netns import is_net as is_netns
@@ -184,8 +183,7 @@ def link_exists(name: str, netns: str = "") -> bool:
         raise
 
 
-@dataclass(frozen=True)
-class BatchFailure:
+class BatchFailure(NamedTuple):
     """One `ip -batch` line that failed, and what ip said."""
 
     line: str
@@ -275,8 +273,7 @@ def ethtool_perm_mac(ifname: str, netns: str = "") -> str:
     return out.split("address:", 1)[1].strip().lower() if "address:" in out else ""
 
 
-@dataclass(frozen=True)
-class DriverInfo:
+class DriverInfo(NamedTuple):
     """What `ethtool -i` reports: the kernel's view of the NIC's driver and bus."""
 
     driver: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from plugin import CNI_VERSIONS
 from plugin.errors import INCOMPATIBLE_VERSION, INVALID_ENV, UNKNOWN_CONTAINER, CniError
@@ -67,8 +67,7 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return args
 
 
-@dataclass(frozen=True)
-class Env:
+class Env(NamedTuple):
     """The runtime's CNI_* variables, validated for the command at hand."""
 
     command: str

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plugin.cni import NETWORK_NAME_MAX, require_supported, valid_network_name
 from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
@@ -22,8 +21,7 @@ MAX_LOCK_TIMEOUT = 300.0
 _UNSUPPORTED_SELECTORS = ("hwaddr", "kernelpath")
 
 
-@dataclass(frozen=True)
-class NetConf:
+class NetConf(NamedTuple):
     """The NAD as we use it: every key validated, defaults filled in."""
 
     cni_version: str
@@ -37,7 +35,7 @@ class NetConf:
     prev_result: Mapping[str, Any] | None
     injections: tuple[Injection, ...] = ()
     warnings: tuple[str, ...] = ()
-    policy: NodePolicy = NodePolicy()  # noqa: RUF009 (immutable)
+    policy: NodePolicy = NodePolicy()
 
 
 def decode(stdin: bytes) -> dict[str, Any]:

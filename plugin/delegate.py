@@ -12,8 +12,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin import CNI_VERSIONS, log, profile
 from plugin.cni import Env, version_key
@@ -32,8 +31,7 @@ _CACHE_NAME = "delegate-versions.json"
 _PASS_THROUGH = {3, 4, 5, 11}
 
 
-@dataclass(frozen=True)
-class Delegate:
+class Delegate(NamedTuple):
     """The host-device binary found, and the CNI versions it speaks."""
 
     path: str

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 from plugin import backend, device, giveback, legacy, log
 from plugin.cni import Env
@@ -110,7 +109,7 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
         store.remove(record)
         return Released.EXPIRED
     if not record.orphaned_since:
-        store.save(replace(record, orphaned_since=now))
+        store.save(record._replace(orphaned_since=now))
     where = "is in neither the pod nor the node" if outcome.pod_alive else \
         "has not come back from the pod's gone netns"
     log.warn(f"{record.snapshot.name} of {record.attachment} {where}; record kept for reconcile")

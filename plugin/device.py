@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from plugin import backend, log
 from plugin.cni import valid_ifname
@@ -23,8 +23,7 @@ _USERSPACE_DRIVERS = ("vfio-pci", "igb_uio", "uio_pci_generic")
 APPEAR_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(NamedTuple):
     """The NIC an attachment asks for, as found on the node."""
 
     key: str        # what state is indexed by: the PCI address, or "name:<netdev>"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from plugin import backend, delegate, identity, log
@@ -25,8 +24,7 @@ from plugin.state import PHASE_MOVING, Record, netns_identity
 RETURN_WAIT_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     """A link proven to be the NIC, in the pod or on the node."""
 
     name: str
@@ -50,7 +48,7 @@ def nic_identity(record: Record) -> identity.NicIdentity:
     """The record's proof of identity; a PCI-selected NIC is at least its PCI address."""
     ident = record.identity
     if not ident.pci and record.pci_address:
-        ident = replace(ident, pci=record.pci_address)
+        ident = ident._replace(pci=record.pci_address)
     return ident
 
 
@@ -116,8 +114,7 @@ def _wait_on_node(record: Record, seconds: float) -> Link | None:
         time.sleep(0.1)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """Whether the NIC was restored, whether its pod netns still exists, and why CNI_NETNS
     was not looked into (then a NIC not found is not an orphan: it may be safe in its pod)."""
 
@@ -126,8 +123,7 @@ class Outcome:
     refused: str = ""
 
 
-@dataclass(frozen=True)
-class PodView:
+class PodView(NamedTuple):
     """Where to look for the NIC in a pod: `path` ("" = on the node only), and why not."""
 
     path: str
@@ -275,7 +271,7 @@ def _drop_unsafe_altnames(record: Record, link: Link) -> Link:
                      *(w for a in unsafe for w in ("altname", a))])
     except backend.CommandFailed as e:
         log.error(f"cannot drop the altnames the pod gave {link.name}: {e}")
-    return replace(link, altnames=tuple(a for a in link.altnames if a not in unsafe))
+    return link._replace(altnames=tuple(a for a in link.altnames if a not in unsafe))
 
 
 def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
@@ -299,7 +295,7 @@ def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
         except backend.CommandFailed as e:
             raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name!r} back to "
                            f"{record.snapshot.name}", str(e)) from None
-        link = replace(link, name=record.snapshot.name)
+        link = link._replace(name=record.snapshot.name)
     link = _drop_unsafe_altnames(record, link)
     try:
         lines = record.snapshot.restore_lines(link.name, link.mac, link.altnames, link.xdp)

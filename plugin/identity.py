@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 _PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
@@ -34,8 +33,7 @@ class Frame(Enum):
     POD = "pod"
 
 
-@dataclass(frozen=True)
-class NicIdentity:
+class NicIdentity(NamedTuple):
     """What ADD recorded about the NIC that a pod cannot forge."""
 
     pci: str = ""        # PCI parent as the kernel reports it
@@ -115,8 +113,7 @@ def wants_perm_mac(link: Mapping[str, Any]) -> bool:
     return not parent_pci(link) and kind(link) == ""
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(NamedTuple):
     """Why a link is (or is not) the NIC: for the log."""
 
     proven: bool

@@ -14,7 +14,7 @@ import ipaddress
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from plugin import log
 from plugin import validate as v
@@ -35,8 +35,7 @@ from plugin.state import (
 LOCK_KEY = "legacy-ip-interface-mappings"
 
 
-@dataclass(frozen=True)
-class LegacyEntry:
+class LegacyEntry(NamedTuple):
     """One attachment recorded by AMD's Go plugin."""
 
     device_id: str

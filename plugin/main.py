@@ -52,9 +52,6 @@ def _on_sigterm(signum: int, _frame: object) -> None:
 def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     """Each command imports only its own handler: every import is paid at every pod start."""
     began = time.perf_counter()
-    from plugin.imports import load_dataclasses
-
-    load_dataclasses()
     from plugin import log, policy, profile
     from plugin.cni import parse_env
     from plugin.config import decode, parse_netconf

@@ -13,8 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin.errors import INVALID_CONFIG, CniError
 from plugin.files import NotRegular, read_regular
@@ -29,8 +28,7 @@ DEFAULT_LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 _MAX_FILE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class NodePolicy:
+class NodePolicy(NamedTuple):
     """What the admin allows on this node. Every default is the narrow choice."""
 
     state_dir: str = DEFAULT_STATE_DIR
@@ -148,7 +146,6 @@ def load(environ: Mapping[str, str] = os.environ) -> NodePolicy:
     if socket:
         overrides["socket"] = socket
     if overrides:
-        from dataclasses import replace
 
-        policy = replace(policy, **overrides)
+        policy = policy._replace(**overrides)
     return policy

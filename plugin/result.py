@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin.cni import version_key
 from plugin.errors import DECODE_FAILURE, CniError
 
 
-@dataclass(frozen=True)
-class Interface:
+class Interface(NamedTuple):
     """A result interface; mtu and pciID exist only in 1.1.0 results."""
 
     name: str
@@ -21,8 +19,7 @@ class Interface:
     pci_id: str = ""
 
 
-@dataclass(frozen=True)
-class IPConfig:
+class IPConfig(NamedTuple):
     """A result address; its family decides the 0.3.x `version` field."""
 
     address: str
@@ -34,8 +31,7 @@ class IPConfig:
         return "6" if ":" in self.address else "4"
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """A result route; the 1.1.0-only fields are dropped for older readers."""
 
     dst: str
@@ -46,8 +42,7 @@ class Route:
     scope: int | None = None
 
 
-@dataclass(frozen=True)
-class DNS:
+class DNS(NamedTuple):
     """Result DNS settings, passed through from the delegate."""
 
     nameservers: tuple[str, ...] = ()
@@ -56,19 +51,18 @@ class DNS:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """A CNI result, independent of the version it was read in or is written in."""
 
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()
-    dns: DNS = field(default_factory=DNS)
+    dns: DNS = DNS()
 
     def with_interface(self, index: int, **changes: Any) -> Result:
         ifaces = list(self.interfaces)
-        ifaces[index] = replace(ifaces[index], **changes)
-        return replace(self, interfaces=tuple(ifaces))
+        ifaces[index] = ifaces[index]._replace(**changes)
+        return self._replace(interfaces=tuple(ifaces))
 
     def to_dict(self, cni_version: str) -> dict[str, Any]:
         v = version_key(cni_version)

@@ -10,8 +10,7 @@ cannot be derived for one address is skipped with a reason, never guessed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin.errors import INVALID_CONFIG, CniError
 from plugin.snapshot import Address
@@ -21,8 +20,7 @@ KEYS = {4: ("nexthopNetAddrOffset", "routeDstPrefixLen"),
 _BITS = {4: 32, 6: 128}
 
 
-@dataclass(frozen=True)
-class Injection:
+class Injection(NamedTuple):
     """One family's route injection as the NAD asks for it."""
 
     version: int        # 4 | 6
@@ -30,8 +28,7 @@ class Injection:
     dst_prefix: int
 
 
-@dataclass(frozen=True)
-class InjectedRoute:
+class InjectedRoute(NamedTuple):
     """A route for the pod's static IPAM."""
 
     dst: str

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin import validate as v
 
@@ -22,8 +21,7 @@ _SKIP_PROTOCOLS = ("kernel", "ra")
 _SKIP_TYPES = ("local", "broadcast", "multicast", "anycast")
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(NamedTuple):
     """An address as the kernel reported it, with what `ip addr add` needs back."""
 
     family: str                 # "inet" | "inet6"
@@ -96,8 +94,7 @@ PREFS = ("low", "medium", "high")
 _SKIP_PROTOCOL_NUMBERS = (PROTOCOLS["kernel"], PROTOCOLS["ra"])
 
 
-@dataclass(frozen=True)
-class RouteEntry:
+class RouteEntry(NamedTuple):
     """A route through the NIC, in any table, as the kernel reported it. Table, protocol and
     scope are numbers: a name from /etc/iproute2 may not exist where the restore runs."""
 
@@ -223,8 +220,7 @@ def _on(value: bool) -> str:
     return "on" if value else "off"
 
 
-@dataclass(frozen=True)
-class LinkSettings:
+class LinkSettings(NamedTuple):
     """Link settings that stay with the NIC across namespaces, so a pod with NET_ADMIN can
     change them for the node: flags, queue length, group, GSO/GRO limits, offloads (what
     `ethtool -K` may change). None / (): not recorded (older records): left as they come."""
@@ -330,6 +326,15 @@ def _channels(value: object, what: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def _plain(value: Any) -> Any:
+    """A value with every NamedTuple in it as a dict (what a record stores)."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(x) for k, x in value._asdict().items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(x) for x in value)
+    return value
+
+
 def parse_channels(text: str) -> tuple[tuple[str, int], ...]:
     """From `ethtool -l DEV`: the current count of each channel kind the NIC supports (a
     pre-set maximum, and a current value, that are numbers; "n/a" is not supported)."""
@@ -424,8 +429,7 @@ def rename_line(current: str, name: str) -> str:
     return f"link set dev {current} name {name}"
 
 
-@dataclass(frozen=True)
-class LinkSnapshot:
+class LinkSnapshot(NamedTuple):
     """The NIC as it was on the node before the pod took it."""
     name: str
     mac: str
@@ -490,7 +494,7 @@ class LinkSnapshot:
         return lines
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: _plain(x) for k, x in self._asdict().items()}
 
     @classmethod
     def from_json(cls, obj: object, where: str = "snapshot") -> LinkSnapshot:
@@ -519,7 +523,7 @@ class LinkSnapshot:
         said of the NIC; checked by the rules a record read back is (raises
         validate.Corrupt)."""
         altnames = link.get("altnames", []) if link is not None else []
-        return replace(self, altnames=tuple(v.altname(a, f"{self.name} altname")
+        return self._replace(altnames=tuple(v.altname(a, f"{self.name} altname")
                                             for a in v.array(altnames, "altnames")),
                        settings=parse_settings(link, offloads, channels))
 

@@ -28,8 +28,7 @@ import re
 import stat
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin import files, log, netns, profile
 from plugin import validate as v
@@ -52,8 +51,7 @@ _NETNS_ID = re.compile(r"[0-9]+:[0-9]+")
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """Everything DEL needs to give one attachment's NIC back."""
 
     container_id: str
@@ -67,7 +65,7 @@ class Record:
     created: float = 0.0
     netns_id: str = ""   # "dev:inode" of the pod netns at ADD: a reused path is not the pod
     orphaned_since: float = 0.0  # when the NIC was first found neither in the pod nor home
-    identity: NicIdentity = NicIdentity()  # noqa: RUF009 (immutable); proof of the NIC
+    identity: NicIdentity = NicIdentity()  # proof of the NIC
     network: str = ""    # the network's `name` (Multus: the NAD's): GC releases only its own
     pod: str = ""        # "<K8S_POD_NAMESPACE>/<K8S_POD_NAME>" when the runtime sent them
     master: str = ""     # the bridge/bond the NIC was a port of (moved with node policy's opt-in)
@@ -118,7 +116,7 @@ class Record:
                    **_attachment_fields(o))
 
     def with_phase(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
-        return replace(self, phase=phase, result=result if result is not None else self.result)
+        return self._replace(phase=phase, result=result if result is not None else self.result)
 
 
 _DISPLAY_MAX = 317  # a Kubernetes namespace (63) + "/" + a pod name (253)

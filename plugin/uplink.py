@@ -15,16 +15,14 @@ default` and `ip -j nexthop show`; ADD reads the first two (READS) with the NIC'
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin.identity import kind
 
 _STACKED_ON_LOWER = ("vlan", "macvlan", "macvtap", "ipvlan", "ipvtap", "vxlan", "macsec")
 
 
-@dataclass(frozen=True)
-class Assessment:
+class Assessment(NamedTuple):
     """What moving the NIC would take from the node."""
 
     link: Mapping[str, Any] | None  # the NIC as `ip -d -j link show` reported it

@@ -5,7 +5,6 @@ constructed objects for what this machine cannot make (PCI NICs)."""
 
 import json
 import os
-from dataclasses import replace
 
 import pytest
 
@@ -34,8 +33,8 @@ POD_IMPOSTOR = load("pod_links_impostor")  # net1 renamed hidden, re-MAC'd; a ve
 #                                            the NIC's MAC and alias; its peer "inner"
 NODE_HOME = load("node_links_home")       # the NIC home again under its pod-side name "hidden"
 
-RECORDED = replace(identity.of_link(link("node_links_before", "ens1f0"), Frame.NODE),
-                   peer_pod=identity.veth_peer(link("pod_links_moved", "net1")))
+RECORDED = identity.of_link(link("node_links_before", "ens1f0"), Frame.NODE)._replace(
+    peer_pod=identity.veth_peer(link("pod_links_moved", "net1")))
 
 
 def pci_link(ifname, pci, mac="aa:bb:cc:00:00:01", kind=""):
@@ -68,11 +67,11 @@ CASES = [
     ("home under its pod-side name, by its node-side peer", RECORDED, NODE_HOME, Frame.NODE, {},
      "hidden"),
     ("on the node before the move", RECORDED, NODE_BEFORE, Frame.NODE, {}, "ens1f0"),
-    ("no pod-side peer recorded and not fresh: unproven", replace(RECORDED, peer_pod=""),
+    ("no pod-side peer recorded and not fresh: unproven", RECORDED._replace(peer_pod=""),
      POD_MOVED, Frame.POD, {}, None),
-    ("fresh record: name of the move and peer index", replace(RECORDED, peer_pod=""),
+    ("fresh record: name of the move and peer index", RECORDED._replace(peer_pod=""),
      POD_MOVED, Frame.POD, {"fresh": True, "names": ("net1", "ens1f0")}, "net1"),
-    ("fresh record: the impostor carries the name but no peer", replace(RECORDED, peer_pod=""),
+    ("fresh record: the impostor carries the name but no peer", RECORDED._replace(peer_pod=""),
      POD_IMPOSTOR, Frame.POD, {"fresh": True, "names": ("net1", "ens1f0")}, None),
     ("a record that proves nothing takes nothing", NicIdentity(), POD_IMPOSTOR, Frame.POD,
      {"fresh": True, "names": ("net1",)}, None),
@@ -181,7 +180,7 @@ def test_a_record_round_trips_and_bad_new_fields_are_corrupt():
             Record.from_json(obj)
     old = {k: v for k, v in r.to_json().items()
            if k not in ("identity", "network", "pod", "master", "uppers")}
-    assert Record.from_json(old) == replace(r, identity=NicIdentity(), network="", pod="",
+    assert Record.from_json(old) == r._replace(identity=NicIdentity(), network="", pod="",
                                             master="", uppers=())
 
 
@@ -246,7 +245,7 @@ def test_which_records_gc_releases(why, records, network, valid, released):
 
 
 def test_a_record_still_moving_is_the_only_one_judged_by_name():
-    moving = replace(rec(identity=replace(RECORDED, peer_pod="")), phase=PHASE_MOVING)
+    moving = rec(identity=RECORDED._replace(peer_pod=""))._replace(phase=PHASE_MOVING)
     assert moving.phase == PHASE_MOVING
     ev = identity.judge(moving.identity, link("pod_links_moved", "net1"), Frame.POD,
                         names=("net1",), fresh=True)

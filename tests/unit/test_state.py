@@ -5,7 +5,6 @@ import multiprocessing
 import os
 import stat
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -190,7 +189,7 @@ def test_an_index_pointing_at_another_devices_record_is_set_aside(tmp_path):
 @pytest.mark.parametrize("network", ["n" * 318, "n" * 4096, "a.b_c-d"])
 def test_every_network_name_add_accepts_reads_back(tmp_path, network):
     store = StateStore(str(tmp_path))
-    r = replace(rec(), network=network, pod="ns/" + "p" * 253)
+    r = rec()._replace(network=network, pod="ns/" + "p" * 253)
     store.save(r)
     assert store.load("c1", "net1") == r
 
@@ -199,6 +198,6 @@ def test_a_record_that_would_not_read_back_is_never_written(tmp_path):
     """A field ADD stores that DEL could not read back would lose the NIC: refuse up front."""
     store = StateStore(str(tmp_path))
     with pytest.raises(CniError) as e:
-        store.save(replace(rec(), pod="p" * 400))
+        store.save(rec()._replace(pod="p" * 400))
     assert e.value.code == 7 and "pod" in e.value.msg
     assert os.listdir(tmp_path / "attachments") == []
