@@ -418,7 +418,9 @@ class Daemon:
         _say(f"serving {self.policy.socket} (pid {os.getpid()})")
         while not self.stopping:
             self._maybe_reconcile()
-            wait = max(0.0, min(1.0, self.next_reconcile - time.monotonic()))
+            # Without reconcile passes next_reconcile never moves: wait(0) would spin.
+            wait = max(0.0, min(1.0, self.next_reconcile - time.monotonic())) \
+                if self.args.reconcile_interval > 0 else 1.0
             for key, _ in sel.select(wait):
                 if key.data == "accept":
                     self.server.handle_request()

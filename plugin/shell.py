@@ -175,7 +175,8 @@ def start_soon() -> None:
         with contextlib.suppress(ShellGone):
             _get()
 
-    threading.Thread(target=start, daemon=True).start()
+    if _SHELL is None or _SHELL.owner != os.getpid():   # a spare has one already
+        threading.Thread(target=start, daemon=True).start()
 
 
 def current() -> _Shell:
