@@ -231,15 +231,15 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
             return False
         pid, ours = self.spare
         self.spare = None
+        if self.active_children is None:
+            self.active_children = set()
+        self.active_children.add(pid)   # serving, or dead: reaped with the request children
         try:
             socket.send_fds(ours, [b"R"], [request.fileno()])
         except OSError:
             return False
         finally:
             ours.close()
-        if self.active_children is None:
-            self.active_children = set()
-        self.active_children.add(pid)
         return True
 
     def reap_spare(self) -> None:

@@ -150,11 +150,11 @@ _STARTING = threading.Lock()
 
 def _get() -> _Shell:
     """This process's shell. One inherited across fork belongs to the parent: a child starts
-    its own."""
+    its own; one that exited is replaced."""
     global _SHELL
     with _STARTING:
         shell = _SHELL
-        if shell is None or shell.owner != os.getpid():
+        if shell is None or shell.owner != os.getpid() or shell.done:
             from plugin import profile
 
             load_sh()  # its own profile bucket
@@ -175,7 +175,7 @@ def start_soon() -> None:
         with contextlib.suppress(ShellGone):
             _get()
 
-    if _SHELL is None or _SHELL.owner != os.getpid():   # a spare has one already
+    if _SHELL is None or _SHELL.owner != os.getpid() or _SHELL.done:   # a spare has one
         threading.Thread(target=start, daemon=True).start()
 
 
