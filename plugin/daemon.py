@@ -171,7 +171,6 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
             self.close_request(request)
         else:
             super().process_request(request, client_address)
-        self.make_spare()
 
     def __init__(self, path: str, report_fd: int) -> None:
         self.report_fd = report_fd
@@ -184,6 +183,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
         self.drop_spare_end()        # nor the spare's pair: its EOF says the parent is gone
         signal.set_wakeup_fd(-1)     # the parent's: its signals are not ours
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         from plugin import main
 
         signal.signal(signal.SIGTERM, main._on_sigterm)
@@ -196,6 +196,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     def make_spare(self) -> None:
         """Fork the next request's child ahead of its request, with its command shell started
         (plugin/shell.py): neither the fork nor the shell is then paid while a caller waits.
+        The loop makes one while no request runs, so it takes no CPU from one either.
         It waits for one connection from us over a socketpair (SCM_RIGHTS), serves it, exits;
         an EOF instead (we stopped or died) ends it."""
         if self.spare is not None or len(self.active_children or ()) >= self.max_children:
@@ -335,6 +336,8 @@ class Daemon:
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        # A child's end wakes the loop (through the wakeup fd), to make the next spare.
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
 
     def _stop(self, signum: int, _frame: object) -> None:
         self.stopping = True
@@ -348,7 +351,8 @@ class Daemon:
     def _reap(self) -> None:
         self.server.collect_children()
         self.server.reap_spare()
-        if not self.stopping:
+        # Only while no request runs: the fork and its shell would take CPU from it.
+        if not self.stopping and not self.server.active_children:
             self.server.make_spare()
         if self.reconciler is not None:
             with contextlib.suppress(ChildProcessError):
@@ -388,6 +392,7 @@ class Daemon:
         self.server.socket.close()
         self.server.drop_spare_end()
         signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         from plugin import log, reconcile
