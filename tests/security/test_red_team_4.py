@@ -1,0 +1,146 @@
+"""Fourth red team: attacks on the one-shell command runner without coreutils `timeout`
+(plugin/shell.py), the daemon's pre-forked spare child (plugin/daemon.py), the NamedTuple
+values on the request path, and DEL's latest changes. Each test FAILS on the code it was
+written against and passes once the attack is refused, unless its docstring says it is a
+passing regression test. Real ip, the real host-device, veth NICs in namespaces
+(tests/support/simnode.py); the node is cleaned by the fixtures; every process a test
+starts is ended by PID; anything that could hang is bounded by a timeout (a hang guard, not a
+timing assertion: the bound is past the plugin's own command deadline).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from plugin import backend
+from tests.support.checks import REAL_IP, ok, records, restored, script
+
+
+def _stat(pid):
+    """(state, ppid, pgid) of a process, or None once it is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def _wait_file(path, limit=60.0):
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    with open(path) as f:
+        return int(f.read())
+
+
+def _hanging_ip(tmp_path):
+    """An `ip` first in PATH whose first call never answers (a wedged driver or RTNL holder:
+    what COMMAND_TIMEOUT_SECONDS is the backstop for) and says its PID; later calls are the
+    real ip."""
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    once = tmp_path / "hung"
+    script(d, "ip", f'if [ ! -e {once} ]; then echo $$ > {once}.tmp; mv {once}.tmp {once}\n'
+                    '  exec sleep 100000; fi\n'
+                    f'exec {REAL_IP} "$@"\n')
+    return {"PATH": f"{d}:{os.environ['PATH']}"}, once
+
+
+def _gone_within(pid, seconds):
+    deadline = time.monotonic() + seconds
+    while _stat(pid) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _end(*pids):
+    for pid in pids:
+        if pid and _stat(pid) is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# -- plugin/shell.py: a command outlives its dead caller --------------------------------------
+
+def test_a_hung_command_of_a_sigkilled_in_process_plugin_is_still_killed_at_its_deadline(
+        node, pod, tmp_path):
+    """Attack: a command wedges (a driver, RTNL held) and the runtime's timeout SIGKILLs the
+    in-process plugin (containerd kills the plugin's PID, not its group). The command shell
+    runs in its own process group and only the plugin's Python would killpg it at the
+    deadline; with the plugin dead nothing does: the shell and the wedged command live on
+    for ever (before, coreutils `timeout` killed each command at 30 s whoever waited), and
+    when it finally runs it changes the node behind the back of the retried ADD/DEL.
+    Safe: no command outlives COMMAND_TIMEOUT_SECONDS, whether or not its caller is alive
+    (e.g. the shell dies with its caller and takes its group along, or a watchdog in the
+    shell's group)."""
+    env, once = _hanging_ip(tmp_path)
+    nic = node.nics[0]
+    run_env = {**node.env(), "CNI_COMMAND": "ADD", "CNI_PATH": "/usr/lib/cni",
+               "CNI_CONTAINERID": "c1", "CNI_NETNS": pod, "CNI_IFNAME": "net1", **env}
+    node.sync_sysfs()
+    argv = ["ip", "netns", "exec", node.node, "env", "-i",
+            *(f"{k}={v}" for k, v in run_env.items()), node.plugin]
+    plugin = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, text=True)
+    hung = shell_pid = 0
+    try:
+        plugin.stdin.write(json.dumps(node.conf(nic.pci)))
+        plugin.stdin.close()
+        hung = _wait_file(once)
+        shell_pid = _stat(hung)[1]
+        os.kill(plugin.pid, signal.SIGKILL)   # the runtime's timeout kill
+        plugin.wait(timeout=30)
+        assert _gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
+            "the dead plugin's command (and its shell) live on past the command deadline"
+    finally:
+        _end(plugin.pid, hung, shell_pid)
+
+
+def test_a_hung_command_of_a_sigkilled_daemon_child_is_still_killed_at_its_deadline(
+        node, pod, tmp_path):
+    """Attack: as above in thick mode: the request child (the spare that took the request) is
+    SIGKILLed (the OOM killer; the daemon's own SIGKILL of children past --grace + 5 s) while
+    its command is wedged. SIGTERM is handled (the child kills its shell's group); SIGKILL
+    is not, and nothing else ever kills the command or its shell.
+    Safe: no command outlives COMMAND_TIMEOUT_SECONDS, whether or not its caller is alive."""
+    env, once = _hanging_ip(tmp_path)
+    node.start_daemon("--grace", "2", extra_env=env)
+    nic = node.nics[0]
+    hung = shell_pid = child = 0
+    caller = None
+    try:
+        run_env = {**node.env(), "CNI_COMMAND": "ADD", "CNI_PATH": "/usr/lib/cni",
+                   "CNI_CONTAINERID": "c1", "CNI_NETNS": pod, "CNI_IFNAME": "net1"}
+        node.sync_sysfs()
+        argv = ["ip", "netns", "exec", node.node, "env", "-i",
+                *(f"{k}={v}" for k, v in run_env.items()), node.plugin]
+        caller = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, text=True)
+        caller.stdin.write(json.dumps(node.conf(nic.pci)))
+        caller.stdin.close()
+        hung = _wait_file(once)
+        shell_pid = _stat(hung)[1]
+        child = _stat(shell_pid)[1]
+        assert _stat(child)[1] == node.daemon.pid, "the command is not run by a daemon child"
+        os.kill(child, signal.SIGKILL)
+        assert _gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
+            "the dead child's command (and its shell) live on past the command deadline"
+    finally:
+        _end(hung, shell_pid, child)
+        if caller is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                caller.wait(timeout=60)
+            _end(caller.pid)
+        node.stop_daemon()
