@@ -19,7 +19,7 @@ import time
 import pytest
 
 from plugin import backend
-from tests.support.checks import REAL_IP, ok, records, restored, script
+from tests.support.checks import REAL_IP, edit_record, ok, records, restored, script
 
 
 def _stat(pid):
@@ -144,3 +144,99 @@ def test_a_hung_command_of_a_sigkilled_daemon_child_is_still_killed_at_its_deadl
                 caller.wait(timeout=60)
             _end(caller.pid)
         node.stop_daemon()
+
+
+# -- plugin/listing.py on a hostile record -----------------------------------------------------
+
+def test_list_on_a_record_orphaned_past_year_9999_reports_instead_of_a_traceback(node, pod):
+    """Attack (a corrupt disk or a hostile write to the state dir): `orphanedSince` (and
+    `created`) of 3e11, which validate.number accepts (< 1e12), is year 11476. `list --json`
+    prints it, but the table's _orphan_cell parses it back with strptime("%Y"), which takes
+    four digits: `list` dies with a ValueError traceback and shows the operator no
+    attachment at all, the healthy ones included.
+    Safe: `list` prints the table (the record as it reads, or listed as corrupt), exit 0,
+    no traceback."""
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    (name,) = records(node)
+    edit_record(node, name, lambda o: o.update(orphanedSince=3e11, created=3e11))
+    listed = node.run("list")
+    assert "Traceback" not in listed.stderr, listed.stderr[-800:]
+    assert listed.rc == 0 and "c1" in listed.stdout
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic)
+
+
+# -- attacks that held: passing regression tests -----------------------------------------------
+
+def _kids(pid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None and st[1] == pid:
+            out.append(int(entry))
+    return out
+
+
+def _one_child(pid, limit=20.0):
+    deadline = time.monotonic() + limit
+    while len(kids := _kids(pid)) != 1:
+        assert time.monotonic() < deadline, f"children of {pid}: {kids}"
+        time.sleep(0.02)
+    return kids[0]
+
+
+def test_held_a_sigkilled_daemon_leaves_neither_its_idle_spare_nor_the_spares_shell(node):
+    """Passing regression test. Attack: SIGKILL the daemon while its spare child (with its
+    command shell started) waits for a connection. Safe, and so it is: the spare reads EOF
+    on its socketpair and exits, and its shell reads EOF on stdin and exits: nothing of the
+    daemon is left (checked by PID, bounded by a hang guard)."""
+    pid = node.start_daemon("--grace", "2")
+    spare = _one_child(pid)
+    shell_pid = _one_child(spare)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        node.daemon.wait(timeout=30)
+        assert _gone_within(spare, 20), "the idle spare outlived its daemon"
+        assert _gone_within(shell_pid, 20), "the spare's shell outlived its daemon"
+    finally:
+        _end(spare, shell_pid)
+
+
+_RAW = """
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+try:  # a refused peer may find the connection closed while it still sends
+    s.sendall(struct.pack(">I", 6) + b"PING 1" + struct.pack(">I", 0) + struct.pack(">I", 0))
+    print(repr(s.recv(100)))
+except (ConnectionResetError, BrokenPipeError):
+    print("reset")
+"""
+
+
+def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(node, pod):
+    """Passing regression test. Attack: with the socket's file modes opened up (so only the
+    daemon's SO_PEERCRED check stands in the way), a local non-root user opens a burst of
+    connections. Safe, and so it is: each is refused in the parent before the spare is
+    handed anything; the same spare then serves the next root request through the daemon."""
+    pid = node.start_daemon("--grace", "2")
+    spare = _one_child(pid)
+    os.chmod(node.tmp, 0o711)
+    os.chmod(os.path.dirname(node.socket), 0o755)
+    os.chmod(node.socket, 0o666)
+    burst = [subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "/usr/bin/python3", "-I", "-c", _RAW, node.socket],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(20)]
+    for p in burst:
+        out, _ = p.communicate(timeout=60)
+        assert "PONG" not in out
+    assert _kids(pid) == [spare], "a non-root peer consumed or replaced the spare"
+    nic = node.nics[0]
+    call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
+    ok(call)
+    assert "attached" not in call.stderr   # through the daemon
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic)
+    assert node.stop_daemon() == 0
