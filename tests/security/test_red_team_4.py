@@ -12,11 +12,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
-
-import pytest
 
 from plugin import backend
 from tests.support.checks import REAL_IP, edit_record, ok, records, restored, script
