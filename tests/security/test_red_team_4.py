@@ -15,7 +15,9 @@ import signal
 import subprocess
 import time
 
-from plugin import backend
+import pytest
+
+from plugin import backend, shell
 from tests.support.checks import REAL_IP, edit_record, ok, records, restored, script
 
 
@@ -237,3 +239,35 @@ def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(nod
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
     assert restored(node, nic)
     assert node.stop_daemon() == 0
+
+
+# -- plugin/shell.py: the marker's nonce is public ------------------------------------------
+
+@pytest.fixture
+def fresh_shell():
+    """This process's command shell, new before and discarded after."""
+    def discard():
+        if shell._SHELL is not None:
+            shell._SHELL._kill()
+    discard()
+    yield
+    discard()
+
+
+def test_the_shells_marker_nonce_is_not_readable_by_an_unprivileged_local_user(fresh_shell):
+    """Attack: the end-of-command marker is unforgeable only while its nonce is secret
+    (plugin/shell.py: "it does not know the nonce"). The nonce is the shell's $0, i.e. in
+    argv: /proc/<shell>/cmdline is world-readable, so any local user, or any hostPID pod,
+    reads it for as long as the shell lives (a daemon's spare: until the next request).
+    Whoever can then get "\\n<nonce> <rc>\\n" into a command's output and stderr ends that
+    command's reply early and hands the rest to the next command (low: every reader we run
+    escapes newlines today; this is the defence in depth the design relies on).
+    Safe: the nonce never appears in a world-readable place (e.g. passed through the
+    shell's environment, /proc/<pid>/environ being owner-only, or sent over its stdin)."""
+    runner = shell.current()
+    seen = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "cat", f"/proc/{runner.proc.pid}/cmdline"],
+                          capture_output=True, timeout=30)
+    assert seen.returncode == 0
+    assert runner.nonce.encode() not in seen.stdout, \
+        "an unprivileged user reads the command shell's marker nonce"
