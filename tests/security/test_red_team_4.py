@@ -271,3 +271,38 @@ def test_the_shells_marker_nonce_is_not_readable_by_an_unprivileged_local_user(f
     assert seen.returncode == 0
     assert runner.nonce.encode() not in seen.stdout, \
         "an unprivileged user reads the command shell's marker nonce"
+
+
+def test_a_hung_reconcile_command_is_still_killed_at_its_deadline_after_a_daemon_sigterm(
+        node, pod, tmp_path):
+    """Attack: a plain SIGTERM of the daemon (a DaemonSet rollout) while a reconcile pass is
+    in a wedged command. Past --grace the daemon SIGTERMs the reconcile child, whose SIGTERM
+    is SIG_DFL: it dies at once without killing its command shell's group, and the wedged
+    command and its shell live on for ever (before, coreutils `timeout` ended it at 30 s).
+    Safe: no command outlives COMMAND_TIMEOUT_SECONDS, whoever ran it and however it died."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    armed, hung_file = tmp_path / "armed", tmp_path / "hung"
+    script(d, "ip", f'if [ -e {armed} ] && rm {armed} 2>/dev/null; then\n'
+                    f'  echo $$ > {hung_file}.tmp; mv {hung_file}.tmp {hung_file}\n'
+                    '  exec sleep 100000; fi\n'
+                    f'exec {REAL_IP} "$@"\n')
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    node.start_daemon("--grace", "2", "--reconcile-interval", "1",
+                      extra_env={"PATH": f"{d}:{os.environ['PATH']}"})
+    hung = shell_pid = runner = 0
+    try:
+        node.remove_pod(pod.rsplit("/", 1)[1])   # the pod is gone: reconcile looks for the NIC
+        armed.touch()
+        hung = _wait_file(hung_file)
+        shell_pid = _stat(hung)[1]
+        runner = _stat(shell_pid)[1]
+        assert _stat(runner)[1] == node.daemon.pid, "the command is not run by a daemon child"
+        node.stop_daemon()
+        assert _stat(runner) is None, "the daemon stopped but its reconcile child lives"
+        assert _gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
+            "the reconcile child's command (and its shell) live on past the command deadline"
+    finally:
+        _end(hung, shell_pid, runner)
+        node.stop_daemon()
