@@ -109,7 +109,10 @@ def _orphan_cell(row: dict[str, Any], now: float) -> str:
     if row["orphanedSince"]:
         import calendar
 
-        since = calendar.timegm(time.strptime(row["orphanedSince"], "%Y-%m-%dT%H:%M:%SZ"))
+        try:
+            since = calendar.timegm(time.strptime(row["orphanedSince"], "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:  # past year 9999 (a record says so): no age, no traceback
+            return f"since {row['orphanedSince']}"
         return f"since {row['orphanedSince']} ({_age(now - since)})"
     if not row["netnsAlive"]:
         return "pod netns gone"

@@ -12,10 +12,13 @@ its exec costs. The shell's script is fixed text; values never become shell code
 - the shell runs `"$@"`, stdin from the lines (or /dev/null), then prints a marker carrying a
   random per-shell nonce and the exit code on stdout, and the marker on stderr. Output and
   errors are what came before the markers. Nothing a pod controls can forge a marker: it does
-  not know the nonce, and `ip -j` escapes newlines in strings;
+  not know the nonce (sent on stdin, not in the world-readable command line), and `ip -j`
+  escapes newlines in strings;
 - a command that has not answered by its deadline is killed with the whole shell (its own
   process group; the commands stay in it: the shell has no job control), and the next command
-  gets a new shell. No `timeout` process per command: that would cost each one an exec.
+  gets a new shell. No `timeout` process per command: that would cost each one an exec;
+- if the caller dies (SIGKILL, the OOM killer), a watchdog in the shell's group sees the
+  caller's end of a pipe close and kills the group: no command outlives its caller.
 """
 
 from __future__ import annotations
@@ -30,10 +33,16 @@ from typing import Any
 
 from plugin.imports import load_sh
 
-# $0 is the nonce. Reads are line by line (`read` in dash takes one byte at a time from a
-# pipe), so nothing after a request is consumed with it; a request's stdin lines are all read
-# before its command runs, so a command that exits without reading them leaves none behind.
+# The first line on stdin is the nonce (not an argument: /proc/<pid>/cmdline is world-
+# readable). Reads are line by line (`read` in dash takes one byte at a time from a pipe), so
+# nothing after a request is consumed with it; a request's stdin lines are all read before its
+# command runs, so a command that exits without reading them leaves none behind.
+# $1 is the read end of the lifeline: the caller holds the write end and never writes, so EOF
+# means the caller is gone (killed, or done); then the watchdog kills the whole group (this
+# shell, a command stuck in the kernel's way or anyone's, itself): nothing outlives its caller.
 _SCRIPT = r"""
+IFS= read -r nonce || exit 1
+{ read -r _ <&"$1"; kill -KILL 0; } </dev/null >/dev/null 2>&1 &
 while IFS= read -r n; do
   set --
   while [ "$n" -gt 0 ]; do IFS= read -r w; set -- "$@" "$w"; n=$((n-1)); done
@@ -47,8 +56,8 @@ while IFS= read -r n; do
     "$@" </dev/null
   fi
   rc=$?
-  printf '\n%s %s\n' "$0" "$rc"
-  printf '\n%s\n' "$0" >&2
+  printf '\n%s %s\n' "$nonce" "$rc"
+  printf '\n%s\n' "$nonce" >&2
 done
 """
 
@@ -66,7 +75,8 @@ class ShellStuck(ShellGone):
 
 
 class _Shell:
-    __slots__ = ("cond", "done", "err", "lock", "nonce", "out", "owner", "proc", "queue")
+    __slots__ = ("cond", "done", "err", "lifeline", "lock", "nonce", "out", "owner", "proc",
+                 "queue")
 
     def __init__(self) -> None:
         import queue
@@ -80,12 +90,23 @@ class _Shell:
         self.err: list[str] = []
         self.done = False
         self.queue: Any = queue.Queue()
-        # /bin/sh by path: the plugin's own launcher needs it, and PATH may lack it.
-        self.proc = sh.Command("/bin/sh")(
-            "-c", _SCRIPT, self.nonce, _bg=True, _bg_exc=False, _in=self.queue, _new_group=True,
-            _out=self._on_out, _err=self._on_err, _done=self._on_done, _tty_out=False,
-            _out_bufsize=1, _err_bufsize=1, _encoding="utf-8",
-            _decode_errors="surrogateescape")
+        self.queue.put(f"{self.nonce}\n".encode())
+        ours, theirs = os.pipe()   # the lifeline (see _SCRIPT); ours is close-on-exec
+        os.set_inheritable(ours, True)
+        try:
+            # /bin/sh by path: the plugin's own launcher needs it, and PATH may lack it.
+            self.proc = sh.Command("/bin/sh")(
+                "-c", _SCRIPT, "amd-host-device-shell", str(ours), _pass_fds={ours},
+                _bg=True, _bg_exc=False, _in=self.queue, _new_group=True,
+                _out=self._on_out, _err=self._on_err, _done=self._on_done, _tty_out=False,
+                _out_bufsize=1, _err_bufsize=1, _encoding="utf-8",
+                _decode_errors="surrogateescape")
+        except BaseException:
+            os.close(theirs)
+            raise
+        finally:
+            os.close(ours)
+        self.lifeline = theirs   # held, never written, for as long as this process lives
 
     def _on_out(self, chunk: str) -> None:
         with self.cond:
@@ -142,6 +163,8 @@ class _Shell:
         _SHELL = None
         with contextlib.suppress(OSError):  # gone already
             os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.close(self.lifeline)
 
 
 _SHELL: _Shell | None = None
