@@ -178,6 +178,8 @@ def _get() -> _Shell:
     with _STARTING:
         shell = _SHELL
         if shell is None or shell.owner != os.getpid() or shell.done:
+            if shell is not None and shell.owner == os.getpid():
+                shell._kill()   # exited by itself: its group and its lifeline go too
             from plugin import profile
 
             load_sh()  # its own profile bucket
