@@ -1,9 +1,11 @@
 """Keeping imports off the hot path: every pod start pays them once per NIC.
 
 - `load_sh()`: `import sh` costs ~80 ms, ~70 ms of it in asyncio (only for `_async=True`
-  commands) and importlib.metadata (only to read sh's own version string). While sh imports,
-  both names are stand-ins; they are removed from sys.modules right after, so any later
-  `import asyncio` gets the real module.
+  commands) and importlib.metadata (only to read sh's own version string), and a few more in
+  inspect (with ast, dis, tokenize: only for callbacks) and platform (one `system()` call).
+  While sh imports, those names are stand-ins; they are removed from sys.modules right after,
+  so any later `import asyncio` gets the real module, and the stand-ins sh keeps load the real
+  one on first use.
 - `load_dataclasses()`: dataclasses imports inspect (~7 ms) only to write a docstring for
   classes that have none (ours all have one). It gets an on-demand stand-in: the first
   attribute anyone reads from it imports the real inspect. (importlib's LazyLoader cannot do
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import types
@@ -39,7 +42,13 @@ def _stand_ins() -> dict[str, types.ModuleType]:
 
     meta.PackageNotFoundError = PackageNotFoundError  # type: ignore[attr-defined]
     meta.version = version  # type: ignore[attr-defined]
-    return {"asyncio": aio, "importlib.metadata": meta}
+    # sh reads platform.system() once, at import; anything else of it loads the real one.
+    plat = _on_demand("platform")
+    plat.system = lambda: os.uname().sysname  # type: ignore[attr-defined]
+    # inspect: sh uses it only to count a callback's arguments; our output sinks are objects
+    # with write() (plugin/shell.py), which it does not inspect.
+    return {"asyncio": aio, "importlib.metadata": meta, "platform": plat,
+            "inspect": _on_demand("inspect")}
 
 
 def _on_demand(name: str) -> types.ModuleType:

@@ -74,6 +74,23 @@ class ShellStuck(ShellGone):
     """The command did not answer by its deadline: it is killed with the shell."""
 
 
+class _Sink:
+    """Where sh writes the shell's stdout or stderr, a line at a time: an object with write()
+    (sh decodes for it, as `encoding` says), not a callback, which sh would inspect."""
+
+    __slots__ = ("chunks", "cond")
+    encoding = "utf-8"
+
+    def __init__(self, cond: threading.Condition) -> None:
+        self.chunks: list[str] = []
+        self.cond = cond
+
+    def write(self, text: str) -> None:
+        with self.cond:
+            self.chunks.append(text)
+            self.cond.notify_all()
+
+
 class _Shell:
     __slots__ = ("cond", "done", "err", "lifeline", "lock", "nonce", "out", "owner", "proc",
                  "queue")
@@ -86,8 +103,8 @@ class _Shell:
         self.nonce = os.urandom(12).hex()
         self.lock = threading.Lock()      # one command at a time
         self.cond = threading.Condition()
-        self.out: list[str] = []
-        self.err: list[str] = []
+        self.out = _Sink(self.cond)
+        self.err = _Sink(self.cond)
         self.done = False
         self.queue: Any = queue.Queue()
         self.queue.put(f"{self.nonce}\n".encode())
@@ -98,7 +115,7 @@ class _Shell:
             self.proc = sh.Command("/bin/sh")(
                 "-c", _SCRIPT, "amd-host-device-shell", str(ours), _pass_fds={ours},
                 _bg=True, _bg_exc=False, _in=self.queue, _new_group=True,
-                _out=self._on_out, _err=self._on_err, _done=self._on_done, _tty_out=False,
+                _out=self.out, _err=self.err, _done=self._on_done, _tty_out=False,
                 _out_bufsize=1, _err_bufsize=1, _encoding="utf-8",
                 _decode_errors="surrogateescape")
         except BaseException:
@@ -107,16 +124,6 @@ class _Shell:
         finally:
             os.close(ours)
         self.lifeline = theirs   # held, never written, for as long as this process lives
-
-    def _on_out(self, chunk: str) -> None:
-        with self.cond:
-            self.out.append(chunk)
-            self.cond.notify_all()
-
-    def _on_err(self, chunk: str) -> None:
-        with self.cond:
-            self.err.append(chunk)
-            self.cond.notify_all()
 
     def _on_done(self, *_: object) -> None:
         with self.cond:
@@ -138,7 +145,7 @@ class _Shell:
                 self.queue.put(request.encode("utf-8", "surrogateescape"))
                 with self.cond:
                     while True:
-                        out, err = "".join(self.out), "".join(self.err)
+                        out, err = "".join(self.out.chunks), "".join(self.err.chunks)
                         at = out.rfind(end_out)
                         if at >= 0 and out.endswith("\n") and end_err in err:
                             break
@@ -148,8 +155,8 @@ class _Shell:
                                 raise ShellGone("the command shell exited")
                             raise ShellStuck("the command shell stopped answering")
                         self.cond.wait(left)
-                    self.out.clear()
-                    self.err.clear()
+                    self.out.chunks.clear()
+                    self.err.chunks.clear()
                 return int(out[at + len(end_out):]), out[:at], err[:err.rindex(end_err)]
             except BaseException:
                 # Interrupted (SIGTERM's SystemExit, a timeout) or out of step: the command
