@@ -118,7 +118,8 @@ def test_the_nodes_own_delegates_are_never_overwritten(host):
 
 def test_runs_on_a_node_without_python(host):
     assert install(host).returncode == 0
-    assert podman("run", "--rm", BASE, "sh", "-c", "command -v python3", check=False).returncode != 0
+    assert podman("run", "--rm", "--network", "none", BASE, "sh", "-c", "command -v python3",
+                  check=False).returncode != 0
     out = podman("run", "--rm", "--network", "none", "-v", f"{host}:{host}",
                  "-e", "CNI_COMMAND=VERSION", "--entrypoint", str(host / "amd-host-device"), BASE,
                  check=False)
