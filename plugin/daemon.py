@@ -252,12 +252,20 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
             self.drop_spare_end()
 
     def end_spare(self) -> None:
-        """Stopping: the idle spare reads EOF and exits; reaped here."""
-        if self.spare is not None:
-            pid = self.spare[0]
-            self.drop_spare_end()
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        """Stopping: the idle spare reads EOF and exits (SIGKILL if it has not in 2 s);
+        reaped here."""
+        if self.spare is None:
+            return
+        pid = self.spare[0]
+        self.drop_spare_end()
+        deadline = time.monotonic() + 2.0
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return
+                time.sleep(0.01)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         try:
