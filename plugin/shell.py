@@ -198,6 +198,15 @@ def _get() -> _Shell:
         return shell
 
 
+def discard() -> None:
+    """Kill this process's shell, if it has one (tests: one left out of step by a test must
+    not answer the next)."""
+    with _STARTING:
+        shell = _SHELL
+    if shell is not None and shell.owner == os.getpid():
+        shell._kill()
+
+
 def start_soon() -> None:
     """Start the shell in the background while the request does its command-free first steps
     (config, policy, state); its first command waits for it. For processes that will run

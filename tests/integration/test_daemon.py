@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import node_state
 
+from tests.support.checks import RAW_PING, wait_for_int
+
 
 class Gate:
     def __init__(self, d):
@@ -48,13 +50,7 @@ exec /usr/lib/cni/host-device
         open(os.path.join(self.dir, "armed"), "w").close()
 
     def _wait_for(self, name, limit=60):
-        path = os.path.join(self.dir, name)
-        deadline = time.monotonic() + limit
-        while not os.path.exists(path):
-            assert time.monotonic() < deadline, f"{name} never appeared"
-            time.sleep(0.02)
-        with open(path) as f:
-            return int(f.read())
+        return wait_for_int(os.path.join(self.dir, name), limit)
 
     def holder(self):
         """PID of the process that runs the request (host-device's parent)."""
@@ -157,18 +153,6 @@ def test_a_stale_socket_with_no_listener_falls_back_and_a_new_daemon_replaces_it
     assert not os.path.exists(node.socket)
 
 
-_RAW_PING = """
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-try:  # a refused peer may find the connection closed while it still sends
-    s.sendall(struct.pack(">I", 6) + b"PING 1" + struct.pack(">I", 0) + struct.pack(">I", 0))
-    print(repr(s.recv(100)))
-except (ConnectionResetError, BrokenPipeError):
-    print("reset")
-"""
-
-
 def test_a_non_root_peer_is_refused(node):
     node.start_daemon()
     assert stat.S_IMODE(os.stat(node.socket).st_mode) == 0o600
@@ -177,11 +161,11 @@ def test_a_non_root_peer_is_refused(node):
     os.chmod(node.tmp, 0o711)
     os.chmod(os.path.dirname(node.socket), 0o755)
     os.chmod(node.socket, 0o666)
-    as_root = subprocess.run(["/usr/bin/python3", "-I", "-c", _RAW_PING, node.socket],
+    as_root = subprocess.run(["/usr/bin/python3", "-I", "-c", RAW_PING, node.socket],
                              capture_output=True, text=True, check=True)
     assert "PONG" in as_root.stdout
     as_nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                "/usr/bin/python3", "-I", "-c", _RAW_PING, node.socket],
+                                "/usr/bin/python3", "-I", "-c", RAW_PING, node.socket],
                                capture_output=True, text=True, check=True)
     assert as_nobody.stdout.strip() in ("b''", "reset"), as_nobody.stdout
     assert "refused a connection from uid 65534" in node.daemon_log()

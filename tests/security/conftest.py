@@ -3,6 +3,10 @@
 import importlib.util
 import pathlib
 
+import pytest
+
+from plugin import shell
+
 _spec = importlib.util.spec_from_file_location(
     "integration_conftest", pathlib.Path(__file__).parent.parent / "integration" / "conftest.py")
 assert _spec and _spec.loader
@@ -13,3 +17,12 @@ node = _integration.node
 pod = _integration.pod
 untouched = _integration.untouched
 node_state = _integration.node_state
+
+
+@pytest.fixture
+def fresh_shell():
+    """This process's command shell, new before and discarded after (a desynced one must not
+    answer the next test)."""
+    shell.discard()
+    yield
+    shell.discard()

@@ -42,18 +42,6 @@ class _Interrupted(Exception):
     pass
 
 
-@pytest.fixture
-def fresh_shell():
-    """This process's command shell, new before and discarded after (a desynced one must not
-    answer the next test)."""
-    def discard():
-        if shell._SHELL is not None:
-            shell._SHELL._kill()
-    discard()
-    yield
-    discard()
-
-
 def test_a_command_interrupted_by_a_signal_does_not_answer_the_next_one(fresh_shell):
     """The plugin turns SIGTERM into SystemExit (plugin/main.py) and ADD then rolls back
     with more commands, in the same shell. An exception raised out of shell.run while a

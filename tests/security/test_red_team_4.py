@@ -15,10 +15,8 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 from plugin import backend, shell
-from tests.support.checks import REAL_IP, edit_record, ok, records, restored, script
+from tests.support.checks import RAW_PING, REAL_IP, edit_record, ok, records, restored, script, wait_for_int
 
 
 def _stat(pid):
@@ -31,15 +29,6 @@ def _stat(pid):
     if fields[0] in ("Z", "X"):
         return None
     return fields[0], int(fields[1]), int(fields[2])
-
-
-def _wait_file(path, limit=60.0):
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
-    with open(path) as f:
-        return int(f.read())
 
 
 def _hanging_ip(tmp_path):
@@ -97,7 +86,7 @@ def test_a_hung_command_of_a_sigkilled_in_process_plugin_is_still_killed_at_its_
     try:
         plugin.stdin.write(json.dumps(node.conf(nic.pci)))
         plugin.stdin.close()
-        hung = _wait_file(once)
+        hung = wait_for_int(once)
         shell_pid = _stat(hung)[1]
         os.kill(plugin.pid, signal.SIGKILL)   # the runtime's timeout kill
         plugin.wait(timeout=30)
@@ -129,7 +118,7 @@ def test_a_hung_command_of_a_sigkilled_daemon_child_is_still_killed_at_its_deadl
                                   stderr=subprocess.DEVNULL, text=True)
         caller.stdin.write(json.dumps(node.conf(nic.pci)))
         caller.stdin.close()
-        hung = _wait_file(once)
+        hung = wait_for_int(once)
         shell_pid = _stat(hung)[1]
         child = _stat(shell_pid)[1]
         assert _stat(child)[1] == node.daemon.pid, "the command is not run by a daemon child"
@@ -201,19 +190,6 @@ def test_held_a_sigkilled_daemon_leaves_neither_its_idle_spare_nor_the_spares_sh
         _end(spare, shell_pid)
 
 
-_RAW = """
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(10)
-s.connect(sys.argv[1])
-try:  # a refused peer may find the connection closed while it still sends
-    s.sendall(struct.pack(">I", 6) + b"PING 1" + struct.pack(">I", 0) + struct.pack(">I", 0))
-    print(repr(s.recv(100)))
-except (ConnectionResetError, BrokenPipeError):
-    print("reset")
-"""
-
-
 def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(node, pod):
     """Passing regression test. Attack: with the socket's file modes opened up (so only the
     daemon's SO_PEERCRED check stands in the way), a local non-root user opens a burst of
@@ -225,7 +201,7 @@ def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(nod
     os.chmod(os.path.dirname(node.socket), 0o755)
     os.chmod(node.socket, 0o666)
     burst = [subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               "/usr/bin/python3", "-I", "-c", _RAW, node.socket],
+                               "/usr/bin/python3", "-I", "-c", RAW_PING, node.socket],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(20)]
     for p in burst:
@@ -242,17 +218,6 @@ def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(nod
 
 
 # -- plugin/shell.py: the marker's nonce is public ------------------------------------------
-
-@pytest.fixture
-def fresh_shell():
-    """This process's command shell, new before and discarded after."""
-    def discard():
-        if shell._SHELL is not None:
-            shell._SHELL._kill()
-    discard()
-    yield
-    discard()
-
 
 def test_the_shells_marker_nonce_is_not_readable_by_an_unprivileged_local_user(fresh_shell):
     """Attack: the end-of-command marker is unforgeable only while its nonce is secret
@@ -295,7 +260,7 @@ def test_a_hung_reconcile_command_is_still_killed_at_its_deadline_after_a_daemon
     try:
         node.remove_pod(pod.rsplit("/", 1)[1])   # the pod is gone: reconcile looks for the NIC
         armed.touch()
-        hung = _wait_file(hung_file)
+        hung = wait_for_int(hung_file)
         shell_pid = _stat(hung)[1]
         runner = _stat(shell_pid)[1]
         assert _stat(runner)[1] == node.daemon.pid, "the command is not run by a daemon child"

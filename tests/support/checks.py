@@ -8,6 +8,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import time
 
 REAL_IP = shutil.which("ip") or "/usr/sbin/ip"
 REAL_NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
@@ -96,3 +97,28 @@ def details(node, netns, name):
     """`ip -d -j link show dev NAME` in netns, or None."""
     found = node.ip_json(netns, "-d", "link", "show", "dev", name)
     return found[0] if found else None
+
+
+def wait_for_int(path, limit: float = 60.0) -> int:
+    """The number a helper script writes to `path` (atomically), once it has."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    with open(path) as f:
+        return int(f.read())
+
+
+# A raw PING on the daemon's wire, as any local process could send it (argv[1]: the socket):
+# prints the reply's bytes, or "reset" if the daemon closed the connection.
+RAW_PING = """
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+try:  # a refused peer may find the connection closed while it still sends
+    s.sendall(struct.pack(">I", 6) + b"PING 1" + struct.pack(">I", 0) + struct.pack(">I", 0))
+    print(repr(s.recv(100)))
+except (ConnectionResetError, BrokenPipeError):
+    print("reset")
+"""
