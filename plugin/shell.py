@@ -164,6 +164,11 @@ class _Shell:
                 self._kill()
                 raise
 
+    @property
+    def usable(self) -> bool:
+        """This process's, and not exited."""
+        return self.owner == os.getpid() and not self.done
+
     def _kill(self) -> None:
         """The shell and whatever it runs: its process group."""
         global _SHELL
@@ -178,13 +183,15 @@ _SHELL: _Shell | None = None
 _STARTING = threading.Lock()
 
 
-def _get() -> _Shell:
-    """This process's shell. One inherited across fork belongs to the parent: a child starts
-    its own; one that exited is replaced."""
+def current() -> _Shell:
+    """This process's shell, started if need be: `.run(argv, stdin_lines, seconds)` gives
+    (exit code, stdout, stderr) of argv; ShellStuck if it has not answered in `seconds`.
+    One inherited across fork belongs to the parent: a child starts its own; one that exited
+    is replaced."""
     global _SHELL
     with _STARTING:
         shell = _SHELL
-        if shell is None or shell.owner != os.getpid() or shell.done:
+        if shell is None or not shell.usable:
             if shell is not None and shell.owner == os.getpid():
                 shell._kill()   # exited by itself: its group and its lifeline go too
             from plugin import profile
@@ -214,18 +221,12 @@ def start_soon() -> None:
 
     def start() -> None:
         with contextlib.suppress(ShellGone):
-            _get()
+            current()
 
-    if _SHELL is None or _SHELL.owner != os.getpid() or _SHELL.done:   # a spare has one
+    if _SHELL is None or not _SHELL.usable:   # a spare has one already
         threading.Thread(target=start, daemon=True).start()
-
-
-def current() -> _Shell:
-    """This process's shell, started if need be: `.run(argv, stdin_lines, seconds)` gives
-    (exit code, stdout, stderr) of argv; ShellStuck if it has not answered in `seconds`."""
-    return _get()
 
 
 def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of argv in this process's shell."""
-    return _get().run(argv, stdin, seconds)
+    return current().run(argv, stdin, seconds)

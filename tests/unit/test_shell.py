@@ -41,7 +41,7 @@ def test_a_marker_in_a_commands_output_without_the_nonce_is_just_output():
 
 
 def test_a_shell_that_died_is_replaced_for_the_next_command():
-    first = shell._get()
+    first = shell.current()
     first.proc.kill()
     with contextlib.suppress(Exception):  # sh raises for the SIGKILL it reports
         first.proc.wait()
@@ -52,16 +52,16 @@ def test_a_shell_that_died_is_replaced_for_the_next_command():
     # the next command does not go to the dead shell (if it did, it would fail: it would
     # find the shell exited)
     assert backend.run(["echo", "again"]) == "again\n"
-    assert shell._get() is not first
+    assert shell.current() is not first
 
 
 def test_a_forked_child_never_uses_its_parents_shell():
-    parent = shell._get()
+    parent = shell.current()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            mine = shell._get()
+            mine = shell.current()
             ok = mine is not parent and backend.run(["echo", "child"]) == "child\n"
             os.write(w, b"1" if ok else b"0")
         finally:
@@ -70,13 +70,13 @@ def test_a_forked_child_never_uses_its_parents_shell():
     os.waitpid(pid, 0)
     assert os.read(r, 1) == b"1"
     os.close(r)
-    assert shell._get() is parent and backend.run(["echo", "parent"]) == "parent\n"
+    assert shell.current() is parent and backend.run(["echo", "parent"]) == "parent\n"
 
 
 def test_a_command_past_its_deadline_is_killed_with_its_shell_and_the_next_gets_a_new_one(
         monkeypatch, tmp_path):
     monkeypatch.setattr(backend, "COMMAND_TIMEOUT_SECONDS", 0.5)
-    before = shell._get()
+    before = shell.current()
     pidfile = tmp_path / "pid"
     with pytest.raises(backend.TimedOut):
         backend.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 120"])
@@ -91,4 +91,4 @@ def test_a_command_past_its_deadline_is_killed_with_its_shell_and_the_next_gets_
         time.sleep(0.01)
     else:
         raise AssertionError(f"pid {hung} still runs")
-    assert backend.run(["echo", "next"]) == "next\n" and shell._get() is not before
+    assert backend.run(["echo", "next"]) == "next\n" and shell.current() is not before
