@@ -261,7 +261,7 @@ class StateStore:
         self._devices = os.path.join(root, "devices")
         self._locks = os.path.join(root, "locks")
         self._ready = False
-        self._format_known = False
+        self._described: bool | None = None  # format.json read (cached per store)
         self.read_only = read_only
         self.unreadable: list[tuple[str, str]] = []   # (path, why), filled when read_only
         self.newer: list[formats.Newer] = []  # records a newer release wrote (left untouched)
@@ -285,6 +285,7 @@ class StateStore:
                 _check_dir(d)
             if not described:
                 self.write_file(os.path.join(self.root, formats.STORE_FILE), formats.store_file())
+                self._described = True
             self._ready = True
         except OSError as e:
             raise _io_error(f"cannot create {self.root}", e) from None
@@ -294,8 +295,8 @@ class StateStore:
         release laid it out: nothing in it is read or written then. A file we could not have
         written is set aside (not when read_only) and the layout taken as format 1, the one
         every release so far made."""
-        if self._format_known:
-            return True
+        if self._described is not None:
+            return self._described
         path = os.path.join(self.root, formats.STORE_FILE)
         try:
             data = read_regular(path, 4096)
@@ -305,9 +306,9 @@ class StateStore:
                 self.unreadable.append((path, str(e)[:200]))
             else:
                 set_aside(path, str(e)[:200])
-            return False
-        self._format_known = data is not None
-        return self._format_known
+            data = None
+        self._described = data is not None
+        return self._described
 
     def _record_path(self, container_id: str, ifname: str) -> str:
         return os.path.join(self._attachments, file_name(container_id, ifname))
