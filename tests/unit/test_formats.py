@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from plugin import __version__, formats, listing
+from plugin import __version__, doctor, formats, listing
 from plugin.errors import TRY_AGAIN_LATER
 from plugin.identity import NicIdentity
 from plugin.state import StateStore
@@ -145,3 +145,14 @@ def test_an_unreadable_store_format_file_is_set_aside_and_rewritten(tmp_path):
     store.ensure()
     assert json.loads(fmt.read_text())["formatVersion"] == 1
     assert any(".corrupt." in n for n in os.listdir(tmp_path / "state"))
+
+
+def test_doctor_fails_on_a_state_dir_a_newer_release_laid_out(tmp_path):
+    store_with(tmp_path, "0.2.0")
+    root = str(tmp_path / "state")
+    check = doctor._store_format(root)
+    assert check.status is doctor.Status.PASS and check.summary.endswith("format 1")
+    (tmp_path / "state" / formats.STORE_FILE).write_text('{"formatVersion": 7}')
+    check = doctor._store_format(root)
+    assert check.status is doctor.Status.FAIL and "newer release" in check.summary
+    assert "roll the DaemonSet forward" in check.fix
