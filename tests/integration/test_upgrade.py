@@ -186,6 +186,8 @@ def test_a_record_from_a_newer_release_survives_del_gc_and_reconcile(node3, tran
     call = node.cni("DEL", conf(node, a), "c1", pod, "net1")
     assert call.rc != 0 and call.json["code"] == 11, call.stdout
     assert "newer release" in call.json["msg"] and "9.0.0" in call.json["msg"]
+    again = node.cni("ADD", conf(node, a), "c1", pod, "net1")   # the runtime's retry of ADD
+    assert again.rc != 0 and again.json["code"] == 11, again.stdout
     ok(gc_call(node, []))                     # releases c2, leaves c1 alone
     assert restored(node, b)
     node.remove_pod(ns(other))
