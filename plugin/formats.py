@@ -40,6 +40,12 @@ class Newer(CniError):
         self.what = what
         self.version = version
         self.written_by = written_by
+        self.known = known
+
+    @property
+    def short(self) -> str:
+        """The reason in a few words (a `list` cell)."""
+        return f"{__version__} reads formatVersion <= {self.known}: left untouched"
 
 
 def written_by(obj: Mapping[str, Any]) -> str:

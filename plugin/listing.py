@@ -57,7 +57,7 @@ def _attachment(store: StateStore, found: Record, now: float) -> dict[str, Any] 
 
 def _newer(e: formats.Newer) -> dict[str, Any]:
     return {"what": e.what, "formatVersion": e.version, "writtenBy": e.written_by or None,
-            "reason": e.msg}
+            "reason": e.msg, "short": e.short}
 
 
 def _legacy(store: StateStore, corrupt: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,9 +153,9 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
     if listing["newer"]:
         out += ["", "Written by a newer release (left untouched; DEL fails with code 11 until "
                 "the DaemonSet runs that release again):"]
-        out += _table(("RECORD", "WRITTEN BY", "FORMAT"),
-                      [(n["what"], n["writtenBy"] or "unknown", n["formatVersion"])
-                       for n in listing["newer"]])
+        out += _table(("RECORD", "WRITTEN BY", "FORMAT", "REASON"),
+                      [(n["what"], n["writtenBy"] or "unknown", n["formatVersion"],
+                        n["short"]) for n in listing["newer"]])
     if listing["corrupt"]:
         out += ["", "Corrupt or set-aside records (the plugin ignores them; inspect, then "
                 "remove):"]
