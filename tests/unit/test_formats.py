@@ -8,6 +8,8 @@ import pathlib
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plugin import __version__, doctor, formats, listing
 from plugin.errors import TRY_AGAIN_LATER
@@ -156,3 +158,31 @@ def test_doctor_fails_on_a_state_dir_a_newer_release_laid_out(tmp_path):
     check = doctor._store_format(root)
     assert check.status is doctor.Status.FAIL and "newer release" in check.summary
     assert "roll the DaemonSet forward" in check.fix
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers(-5, 2**70) | st.floats() | st.text(max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(version=JSON_SCALARS | st.just(1.0), mirror=st.booleans())
+def test_any_format_value_is_read_set_aside_or_left_alone_never_a_traceback(tmp_path_factory,
+                                                                          version, mirror):
+    tmp_path = tmp_path_factory.mktemp("f")
+    store, path = store_with(tmp_path, "0.2.0")
+    raw = json.loads(path.read_text())
+    raw["formatVersion"] = version
+    if mirror:
+        raw["format"] = version
+    else:
+        raw.pop("format")
+    path.write_text(json.dumps(raw))
+    integer = type(version) is int   # JSON 1.0 is no format version
+    if integer and version > 1:
+        with pytest.raises(formats.Newer):
+            store.load("fixture0123456789", "net1")
+        assert path.exists() and store.set_aside() == []   # never set aside
+    elif integer and version == 1:
+        assert store.load("fixture0123456789", "net1") is not None
+    else:
+        assert store.load("fixture0123456789", "net1") is None
+        assert len(store.set_aside()) == 1
