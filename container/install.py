@@ -200,19 +200,27 @@ def install_bundle(bundle: str, host_dir: str) -> bool:
 
 
 POLICY_FILE = "amd-host-device.conf"
+DEFAULT_POLICY = b"{}\n"
 
 
 def install_policy(source: str, policy_dir: str) -> bool:
     """The node policy from the DaemonSet's ConfigMap (plugin/policy.py): validated, then
-    written atomically beside the CNI configs. No ConfigMap: the node's file is left alone."""
+    written atomically beside the CNI configs. No ConfigMap: the node's own file is left alone,
+    and a node without one gets `{}` (the defaults), so that the plugin's warning about a
+    missing file always means something is wrong (not the node's root, a hand-made node)."""
     if not source or not os.path.exists(source):
-        log("no node policy given; leaving the node's as it is")
-        return False
+        if os.path.lexists(os.path.join(policy_dir, POLICY_FILE)):
+            log("no node policy given; leaving the node's as it is")
+            return False
+        log("no node policy given; the node has none: writing {} (the defaults)")
+        data = DEFAULT_POLICY
+        source = "(the defaults)"
+    else:
+        with open(source, "rb") as f:
+            data = f.read(1 << 16)
     from plugin import policy  # the bundle's own copy: the same rules the plugin applies
     from plugin.errors import CniError
 
-    with open(source, "rb") as f:
-        data = f.read(1 << 16)
     try:
         obj = json.loads(data)
         if not isinstance(obj, dict):

@@ -76,3 +76,15 @@ def test_policy_is_validated_and_written_atomically(tmp_path):
     assert json.loads((dest / "amd-host-device.conf").read_text())["allowNonPciDevices"] is True
     assert leftovers(dest) == []
     assert install.install_policy(str(tmp_path / "absent"), str(dest)) is False
+
+
+def test_without_a_configmap_a_node_without_policy_gets_the_defaults_and_a_node_file_stays(
+        tmp_path):
+    dest = tmp_path / "net.d" / "amd-host-device.d"
+    assert install.install_policy("", str(dest)) is True
+    assert json.loads((dest / "amd-host-device.conf").read_text()) == {}
+    assert install.install_policy(str(tmp_path / "absent"), str(dest)) is False   # up to date
+    (dest / "amd-host-device.conf").write_text('{"allowPortDevices": true}')    # the admin's own
+    assert install.install_policy("", str(dest)) is False
+    assert json.loads((dest / "amd-host-device.conf").read_text()) == {"allowPortDevices": True}
+    assert leftovers(dest) == []
