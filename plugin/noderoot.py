@@ -190,8 +190,8 @@ def ensure(command: str) -> None:
             raise Unreachable("re-executed in the node's root, and still not there")
         from plugin import log
 
-        log.event(f"running in another root than the node's: re-executing {entry} in PID "
-                  "1's root")
+        log.event(f"running in another root than the node's: entering PID 1's root to run "
+                  f"{entry} there")
         enter(entry)
     except Unreachable as e:
         raise error(command, str(e)) from None
