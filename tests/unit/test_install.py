@@ -88,3 +88,16 @@ def test_without_a_configmap_a_node_without_policy_gets_the_defaults_and_a_node_
     assert install.install_policy("", str(dest)) is False
     assert json.loads((dest / "amd-host-device.conf").read_text()) == {"allowPortDevices": True}
     assert leftovers(dest) == []
+
+
+def test_a_policy_dir_that_cannot_be_written_does_not_fail_the_install_without_a_configmap(
+        tmp_path):
+    """Without a ConfigMap the `{}` is a marker, not the admin's setting: the install goes on
+    (the plugin warns on every command); with one, the same failure fails the install."""
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    assert install.install_policy("", str(blocked / "amd-host-device.d")) is False
+    src = tmp_path / "cm.conf"
+    src.write_text("{}")
+    with pytest.raises(install.InstallError):
+        install.install_policy(str(src), str(blocked / "amd-host-device.d"))
