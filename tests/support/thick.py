@@ -148,7 +148,11 @@ class MultusThick:
         self.init = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation",
              "slave", "sleep", "infinity"], stdin=subprocess.DEVNULL)
-        self.init_pid = _child_of(self.init.pid)
+        try:
+            self.init_pid = _child_of(self.init.pid)
+        except BaseException:
+            self.close()
+            raise
 
     # -- the container -----------------------------------------------------------------------
     def start(self) -> None:
@@ -197,7 +201,11 @@ class MultusThick:
              f"--net={self.node.netns_path(self.node.node)}", "--",
              "unshare", "--mount", "--propagation", "slave", "sh", "-c", "\n".join(lines)],
             stdin=subprocess.DEVNULL)
-        self.container_pid = _child_of(self.container.pid)
+        try:
+            self.container_pid = _child_of(self.container.pid)
+        except RuntimeError:
+            self.stop()
+            raise
         deadline = time.monotonic() + 20
         while not self._ready():
             if self.container.poll() is not None or time.monotonic() > deadline:
