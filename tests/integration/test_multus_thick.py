@@ -188,3 +188,21 @@ def test_a_missing_node_policy_is_a_warning_naming_it(node, pod):
     node.write_policy()
     call = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")
     assert call.rc == 0 and node.policy_path not in call.stderr
+
+
+def test_a_cni_bin_dir_that_is_not_the_nodes_is_refused_not_used(node, multus, pod):
+    """The plugin runs from a copy in the container's own layer (a CNI bin dir mounted or
+    copied elsewhere): the node's root has not this installation, so nothing is entered or
+    changed; ADD says what to change, DEL is 11."""
+    copy = "/opt/elsewhere"
+    assert multus.run_in_container("cp", "-a", multus.plugin_dir, copy).returncode == 0
+    entry = f"{copy}/amd-host-device"
+    nic = node.nics[0]
+    call = multus.cni("ADD", node.conf(nic.pci), "c1", pod, "net1", mode="plain", plugin=entry)
+    assert call.rc == 1
+    error = json.loads(call.stdout)
+    assert error["code"] == 104 and "has not this plugin" in error["msg"], error
+    assert home(node) and records(node) == []
+    call = multus.cni("DEL", node.conf(nic.pci), "c1", pod, "net1", mode="plain", plugin=entry)
+    assert call.rc == 1 and json.loads(call.stdout)["code"] == 11
+    assert_nothing_in_the_layer(multus)
