@@ -75,22 +75,21 @@ def minimal_root(release: str = "bookworm") -> str:
 
 
 def _bundle_is_current(bundle: str) -> bool:
-    """build/bundle carries this worktree's plugin sources (else `make bundle` again)."""
+    """build/bundle carries this worktree's plugin and installer (else `make bundle` again)."""
     if not os.path.exists(os.path.join(bundle, "MANIFEST")):
         return False
     lib = os.path.join(bundle, "lib")
     pyver = next((d for d in os.listdir(lib) if d.startswith("python3")), "")
-    theirs = os.path.join(lib, pyver, "plugin")
-    ours = os.path.join(REPO, "plugin")
-    for name in os.listdir(ours):
-        if name.endswith(".py"):
-            try:
-                with open(os.path.join(ours, name), "rb") as a, \
-                        open(os.path.join(theirs, name), "rb") as b:
-                    if a.read() != b.read():
-                        return False
-            except FileNotFoundError:
-                return False
+    pairs = [(os.path.join(REPO, "container", "install.py"), os.path.join(bundle, "install.py"))]
+    pairs += [(os.path.join(REPO, "plugin", n), os.path.join(lib, pyver, "plugin", n))
+              for n in os.listdir(os.path.join(REPO, "plugin")) if n.endswith(".py")]
+    for ours, theirs in pairs:
+        try:
+            with open(ours, "rb") as a, open(theirs, "rb") as b:
+                if a.read() != b.read():
+                    return False
+        except FileNotFoundError:
+            return False
     return True
 
 
