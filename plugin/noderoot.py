@@ -120,19 +120,23 @@ def elsewhere(entry: str, root: str = PID1_ROOT, ours: str = "/") -> bool:
         holds = False
     if not holds:
         raise Unreachable(f"this process runs in another root than the node's (PID 1's), and "
-                          f"the node's root has not this plugin at {entry}")
+                          f"the node's root does not have this plugin at {entry}")
     return True
 
 
 def enter(entry: str, root: str = PID1_ROOT, mnt: str = PID1_MNT) -> None:
     """Join PID 1's mount namespace and root, then exec `entry` there with the same argv, env
     and stdin (stdin is not read before this). Returns only by raising Unreachable."""
+    fds: list[int] = []
     try:
         want = os.stat(root)
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        ns_fd = os.open(mnt, os.O_RDONLY)
+        fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY))
+        fds.append(os.open(mnt, os.O_RDONLY))
     except OSError as e:
+        for fd in fds:
+            os.close(fd)
         raise Unreachable(f"cannot open the node's root {root}: {e.strerror}") from None
+    root_fd, ns_fd = fds
     try:
         _setns(ns_fd)
         os.fchdir(root_fd)

@@ -201,7 +201,7 @@ def test_a_cni_bin_dir_that_is_not_the_nodes_is_refused_not_used(node, multus, p
     call = multus.cni("ADD", node.conf(nic.pci), "c1", pod, "net1", mode="plain", plugin=entry)
     assert call.rc == 1
     error = json.loads(call.stdout)
-    assert error["code"] == 104 and "has not this plugin" in error["msg"], error
+    assert error["code"] == 104 and "does not have this plugin" in error["msg"], error
     assert home(node) and records(node) == []
     call = multus.cni("DEL", node.conf(nic.pci), "c1", pod, "net1", mode="plain", plugin=entry)
     assert call.rc == 1 and json.loads(call.stdout)["code"] == 11
