@@ -104,12 +104,35 @@ def test_node_policy_from_a_configmap_is_written(host, tmp_path):
     assert json.loads(policy.read_text()) == {"allowNonPciDevices": True}
 
 
-def test_a_second_run_changes_nothing_and_says_so(host):
-    assert install(host).returncode == 0
-    before = {p: p.lstat().st_mtime_ns for p in host.rglob("*")}
-    again = install(host)
+def install_with_netd(host, netd):
+    return podman("run", "--rm", "--network", "none", "-v", f"{host}:/host/opt/cni/bin",
+                  "-v", f"{netd}:/host/etc/cni/net.d", IMAGE, "--host-dir", "/host/opt/cni/bin",
+                  check=False)
+
+
+def test_without_a_configmap_a_node_without_policy_gets_the_defaults_file(host, tmp_path):
+    """The plugin warns on every command that runs without a policy file: the installer
+    always leaves one, `{}` when no ConfigMap is given, and never replaces the node's own."""
+    netd = tmp_path / "net.d"
+    netd.mkdir()
+    out = install_with_netd(host, netd)
+    assert out.returncode == 0, out.stderr
+    policy = netd / "amd-host-device.d" / "amd-host-device.conf"
+    assert json.loads(policy.read_text()) == {}
+    policy.write_text('{"allowNonPciDevices": true}')
+    again = install_with_netd(host, netd)
+    assert again.returncode == 0 and "leaving the node's as it is" in again.stderr
+    assert json.loads(policy.read_text()) == {"allowNonPciDevices": True}
+
+
+def test_a_second_run_changes_nothing_and_says_so(host, tmp_path):
+    netd = tmp_path / "net.d"      # the node's policy dir persists between runs, as on a node
+    netd.mkdir()
+    assert install_with_netd(host, netd).returncode == 0
+    before = {p: p.lstat().st_mtime_ns for p in [*host.rglob("*"), *netd.rglob("*")]}
+    again = install_with_netd(host, netd)
     assert again.returncode == 0 and "nothing changed" in again.stderr
-    assert {p: p.lstat().st_mtime_ns for p in host.rglob("*")} == before
+    assert {p: p.lstat().st_mtime_ns for p in [*host.rglob("*"), *netd.rglob("*")]} == before
 
 
 def test_the_nodes_own_delegates_are_never_overwritten(host):

@@ -70,8 +70,10 @@ class SimNode:
         self.tmp = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self.sysfs = os.path.join(self.tmp, "sys")
         self.state_dir = os.path.join(self.tmp, "state")
-        # The node policy file (hack-free: absent means the defaults); see write_policy().
+        # The node policy file; see write_policy(). `{}` as the installer writes it without a
+        # ConfigMap: a node without one gets a warning on every command.
         self.policy_path = os.path.join(self.tmp, "amd-host-device.d", "amd-host-device.conf")
+        self.write_policy()
         # The daemon's socket (thick mode). Until start_daemon() nothing listens there, so
         # the plugin runs in process (and never reaches a daemon this machine may run).
         self.socket = os.path.join(self.tmp, "run", "daemon.sock")

@@ -76,3 +76,28 @@ def test_policy_is_validated_and_written_atomically(tmp_path):
     assert json.loads((dest / "amd-host-device.conf").read_text())["allowNonPciDevices"] is True
     assert leftovers(dest) == []
     assert install.install_policy(str(tmp_path / "absent"), str(dest)) is False
+
+
+def test_without_a_configmap_a_node_without_policy_gets_the_defaults_and_a_node_file_stays(
+        tmp_path):
+    dest = tmp_path / "net.d" / "amd-host-device.d"
+    assert install.install_policy("", str(dest)) is True
+    assert json.loads((dest / "amd-host-device.conf").read_text()) == {}
+    assert install.install_policy(str(tmp_path / "absent"), str(dest)) is False   # up to date
+    (dest / "amd-host-device.conf").write_text('{"allowPortDevices": true}')    # the admin's own
+    assert install.install_policy("", str(dest)) is False
+    assert json.loads((dest / "amd-host-device.conf").read_text()) == {"allowPortDevices": True}
+    assert leftovers(dest) == []
+
+
+def test_a_policy_dir_that_cannot_be_written_does_not_fail_the_install_without_a_configmap(
+        tmp_path):
+    """Without a ConfigMap the `{}` is a marker, not the admin's setting: the install goes on
+    (the plugin warns on every command); with one, the same failure fails the install."""
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    assert install.install_policy("", str(blocked / "amd-host-device.d")) is False
+    src = tmp_path / "cm.conf"
+    src.write_text("{}")
+    with pytest.raises(install.InstallError):
+        install.install_policy(str(src), str(blocked / "amd-host-device.d"))
