@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from plugin import NEWEST_CNI_VERSION, backend, delegate, device, identity, log, uplink
+from plugin import NEWEST_CNI_VERSION, backend, dad, delegate, device, identity, log, uplink
 from plugin.cni import Env
 from plugin.config import NetConf
 from plugin.errors import (
@@ -45,6 +45,7 @@ class NodeView(NamedTuple):
     snapshot: LinkSnapshot
     links: list[dict[str, Any]]
     defaults: list[dict[str, Any]]
+    unproven: tuple[str, ...] = ()  # IPv6 addresses DAD had not proven on the node (dad.py)
 
 
 def capture(netdev: str) -> NodeView:
@@ -59,7 +60,7 @@ def capture(netdev: str) -> NodeView:
     if not addr:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}: no such link")
     try:
-        return NodeView(parse_snapshot(addr, routes), links, defaults)
+        return NodeView(parse_snapshot(addr, routes), links, defaults, dad.unproven(addr))
     except ValueError as e:  # validate.Corrupt: something restore could not give back
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
                        f"cannot be recorded faithfully: {e}") from None
@@ -95,6 +96,14 @@ def _delegate_conf(conf: NetConf, version: str, netdev: str,
                 out["ipam"]["routes"] = [{"dst": r.dst, "gw": r.gw} for r in injected]
                 log.event("injecting routes " + ", ".join(f"{r.dst} via {r.gw}" for r in injected))
     return out
+
+
+def _our_ipv6(conf: NetConf, snapshot: LinkSnapshot) -> list[str]:
+    """The node's IPv6 addresses that static IPAM puts in the pod (none if the NAD has its
+    own IPAM): ADD returns only once they are usable (plugin/dad.py)."""
+    if conf.ipam is not None:
+        return []
+    return [a.cidr for a in snapshot.addresses if a.family == "inet6"]
 
 
 def _require_free_ifname(env: Env) -> None:
@@ -202,8 +211,11 @@ def add(env: Env, conf: NetConf) -> Result:
                   f"{snapshot.mtu}, {'up' if snapshot.up else 'down'}); moving it to the pod")
         try:
             version = hd.pick_version(conf.cni_version)
-            raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
-                               _delegate_conf(conf, version, dev.netdev, snapshot))
+            ours = _our_ipv6(conf, snapshot)
+            with dad.skipping(env.netns, env.ifname, bool(ours) and not view.unproven):
+                raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
+                                   _delegate_conf(conf, version, dev.netdev, snapshot))
+            dad.settle(env.netns, env.ifname, ours)
             record = _with_pod_identity(record, env)
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
