@@ -19,6 +19,7 @@ from plugin.errors import (
     DEVICE_IN_USE,
     INVALID_CONFIG,
     INVALID_ENV,
+    IO_FAILURE,
     NETWORK_COMMAND_FAILED,
     CniError,
 )
@@ -218,6 +219,7 @@ def add(env: Env, conf: NetConf) -> Result:
             dad.settle(env.netns, env.ifname, ours)
             record = _with_pod_identity(record, env)
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
+            record = record._replace(device_info=_write_device_info(conf, dev))
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
             # finds the NIC in the pod; only CHECK would need the ADD again.
             store.save(record.with_phase(PHASE_ATTACHED, result.to_dict(NEWEST_CNI_VERSION)), durable=False)
@@ -289,8 +291,24 @@ def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device)
                                  pci_id=dev.pci_address)
 
 
+def _write_device_info(conf: NetConf, dev: device.Device) -> str:
+    """The NPWG device-info Multus asked for (runtimeConfig.CNIDeviceInfoFile), for a PCI NIC;
+    returns the path if we wrote it (DEL removes it), "" otherwise."""
+    if not conf.device_info_file or not dev.pci_address:
+        return ""
+    from plugin import devinfo
+
+    try:
+        wrote = devinfo.write(conf.device_info_file, devinfo.info(dev.pci_address))
+    except OSError as e:
+        raise CniError(IO_FAILURE, f"cannot write {conf.device_info_file}", str(e)) from None
+    return conf.device_info_file if wrote else ""
+
+
 def _rollback(store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
-    from plugin import giveback
+    from plugin import devinfo, giveback
+
+    devinfo.remove(record.device_info)
 
     try:
         if giveback.give_back(record, env, conf.state_dir).restored:
