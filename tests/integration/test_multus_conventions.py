@@ -174,3 +174,14 @@ def test_a_device_plugins_file_copied_by_multus_is_left_alone(node, pod):
         assert json.load(f) == theirs
     ok(node.cni("DEL", conf, "c1", pod, "net1"))
     assert os.path.exists(path)  # Multus removes its own copy
+
+
+def test_an_address_the_node_held_without_dad_gets_none_in_the_pod(node, pod):
+    """The proof that the pod runs no second DAD: another host answering for the node's
+    `nodad` address would fail one."""
+    nic = node.nics[0]
+    sh("ip", "-n", node.tor, "addr", "add", nic.v6, "dev", "tor1", "nodad")
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    found = _v6(node, _name(pod), "net1", nic.v6.split("/")[0])
+    assert found is not None and not found.get("tentative") and not found.get("dadfailed")
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
