@@ -213,10 +213,12 @@ def add(env: Env, conf: NetConf) -> Result:
         try:
             version = hd.pick_version(conf.cni_version)
             ours = _our_ipv6(conf, snapshot)
-            with dad.skipping(env.netns, env.ifname, bool(ours) and not view.unproven):
+            with dad.skipping(env.netns, env.ifname,
+                              bool(ours) and not view.unproven) as without_dad:
                 raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
                                    _delegate_conf(conf, version, dev.netdev, snapshot))
-            dad.settle(env.netns, env.ifname, ours)
+            if not without_dad:  # without DAD nothing is tentative: nothing to wait for
+                dad.settle(env.netns, env.ifname, ours)
             record = _with_pod_identity(record, env)
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
             record = record._replace(device_info=_write_device_info(conf, dev))
