@@ -182,6 +182,7 @@ def _stale(store: StateStore, dev: device.Device, env: Env) -> list[Record]:
 
 
 def add(env: Env, conf: NetConf) -> Result:
+    info_file = _device_info_file(conf)  # refused (code 7) before anything happens
     store = StateStore(conf.state_dir)
     dev = _resolve(conf, store)
     log.bind(device=dev.key, netdev=dev.netdev)
@@ -221,7 +222,7 @@ def add(env: Env, conf: NetConf) -> Result:
                 dad.settle(env.netns, env.ifname, ours)
             record = _with_pod_identity(record, env)
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
-            record = record._replace(device_info=_write_device_info(conf, dev))
+            record = record._replace(device_info=_write_device_info(info_file, dev))
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
             # finds the NIC in the pod; only CHECK would need the ADD again.
             store.save(record.with_phase(PHASE_ATTACHED, result.to_dict(NEWEST_CNI_VERSION)), durable=False)
@@ -293,18 +294,28 @@ def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device)
                                  pci_id=dev.pci_address)
 
 
-def _write_device_info(conf: NetConf, dev: device.Device) -> str:
-    """The NPWG device-info Multus asked for (runtimeConfig.CNIDeviceInfoFile), for a PCI NIC;
-    returns the path if we wrote it (DEL removes it), "" otherwise."""
-    if not conf.device_info_file or not dev.pci_address:
+def _device_info_file(conf: NetConf) -> str:
+    """Where Multus wants the NPWG device-info (runtimeConfig.CNIDeviceInfoFile): only in its
+    devinfo dir (plugin/devinfo.py), else code 7; "" when not asked."""
+    if conf.device_info_file in (None, ""):
+        return ""
+    from plugin import devinfo
+
+    return devinfo.check_path(conf.device_info_file)
+
+
+def _write_device_info(path: str, dev: device.Device) -> str:
+    """The device-info for a PCI NIC; returns the path if we wrote it (DEL removes it), ""
+    otherwise."""
+    if not path or not dev.pci_address:
         return ""
     from plugin import devinfo
 
     try:
-        wrote = devinfo.write(conf.device_info_file, devinfo.info(dev.pci_address))
+        wrote = devinfo.write(path, devinfo.info(dev.pci_address))
     except OSError as e:
-        raise CniError(IO_FAILURE, f"cannot write {conf.device_info_file}", str(e)) from None
-    return conf.device_info_file if wrote else ""
+        raise CniError(IO_FAILURE, f"cannot write {path}", str(e)) from None
+    return path if wrote else ""
 
 
 def _rollback(store: StateStore, record: Record, env: Env, conf: NetConf) -> None:

@@ -36,7 +36,9 @@ class NetConf(NamedTuple):
     injections: tuple[Injection, ...] = ()
     warnings: tuple[str, ...] = ()
     policy: NodePolicy = NodePolicy()
-    device_info_file: str = ""  # runtimeConfig.CNIDeviceInfoFile, checked (plugin/devinfo.py)
+    # runtimeConfig.CNIDeviceInfoFile as given: ADD checks it (plugin/devinfo.py) before it
+    # does anything; DEL, which must not fail on it, uses the path its record kept.
+    device_info_file: Any = None
 
 
 def decode(stdin: bytes) -> dict[str, Any]:
@@ -115,16 +117,7 @@ def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> N
         injections, warnings = route_injection.parse(obj)
     return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam, policy.state_dir,
                    allow, float(timeout), prev, injections, warnings, policy,
-                   _device_info_file(runtime))
-
-
-def _device_info_file(runtime: Mapping[str, Any]) -> str:
-    """Where Multus wants the NPWG device-info; refused (code 7) outside its devinfo dir."""
-    if runtime.get("CNIDeviceInfoFile") in (None, ""):
-        return ""
-    from plugin import devinfo
-
-    return devinfo.check_path(runtime["CNIDeviceInfoFile"])
+                   runtime.get("CNIDeviceInfoFile"))
 
 
 def _device_id(obj: Mapping[str, Any], runtime: Mapping[str, Any]) -> str:

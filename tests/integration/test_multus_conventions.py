@@ -130,6 +130,7 @@ def test_a_device_info_path_outside_multus_dir_is_refused_and_nothing_is_written
     assert not os.path.exists(os.path.join(node.tmp, "stolen.json"))
     assert not os.path.exists(node.devinfo_root)
     untouched()
+    ok(node.cni("DEL", conf, "c1", pod, "net1"))  # Multus's clean-up DEL of that ADD
 
 
 def test_a_planted_symlink_is_replaced_never_written_through(node, pod):

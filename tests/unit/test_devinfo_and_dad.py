@@ -28,9 +28,14 @@ def conf(path):
             "runtimeConfig": {"CNIDeviceInfoFile": path}}
 
 
+def checked(path):
+    """What ADD does first with the key (plugin/add.py)."""
+    return devinfo.check_path(parse_netconf(conf(path)).device_info_file)
+
+
 @pytest.mark.parametrize("path", [MULTUS, MULTUS.replace("/var/run/", "/run/")])
 def test_multus_paths_are_accepted(path):
-    assert parse_netconf(conf(path)).device_info_file == path
+    assert checked(path) == path
 
 
 @pytest.mark.parametrize("path", [
@@ -41,12 +46,9 @@ def test_multus_paths_are_accepted(path):
     ["x"]])
 def test_anything_else_is_code_7(path):
     with pytest.raises(CniError) as e:
-        parse_netconf(conf(path))
+        checked(path)
     assert e.value.code == 7
-
-
-def test_no_runtime_config_means_no_file():
-    assert parse_netconf({**conf(""), "runtimeConfig": {}}).device_info_file == ""
+    assert parse_netconf(conf(path)).device_info_file == path  # DEL does not fail on it
 
 
 def test_the_override_replaces_the_roots(monkeypatch, tmp_path):
