@@ -68,15 +68,15 @@ def _write(netns: str, names: Iterable[str], value: str) -> bool:
 
 @contextlib.contextmanager
 def skipping(netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
-    """Around host-device's ADD: yields whether the NIC arrives with DAD off. On a normal exit
-    the NIC's own accept_dad is set to the pod's default too; the default is put back
-    whatever happens."""
+    """Around host-device's ADD: yields whether the NIC surely arrives with DAD off (we turned
+    it off). On a normal exit the NIC's own accept_dad is set to the pod's default too; the
+    default is put back whatever happens."""
     saved = _read_default(netns) if wanted else None
-    if saved is None:
+    if saved is None or saved == "0":
+        # "0": the pod skips DAD already (or another ADD into this pod has it off just now:
+        # then it puts it back, maybe before our NIC arrives): nothing to change or put back,
+        # and the caller settles, which costs one read when nothing is tentative.
         yield False
-        return
-    if saved == "0":  # the pod skips DAD already: nothing to change or put back
-        yield True
         return
     if not _write(netns, ["default"], "0"):
         yield False

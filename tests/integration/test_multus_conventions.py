@@ -186,3 +186,14 @@ def test_an_address_the_node_held_without_dad_gets_none_in_the_pod(node, pod):
     found = _v6(node, _name(pod), "net1", nic.v6.split("/")[0])
     assert found is not None and not found.get("tentative") and not found.get("dadfailed")
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+
+
+def test_a_pod_that_skips_dad_already_keeps_its_setting(node, pod):
+    nic = node.nics[0]
+    sh("ip", "netns", "exec", _name(pod), "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    assert node.ping(_name(pod), nic.peer_v6)
+    values = sh("ip", "netns", "exec", _name(pod), "sysctl", "-n",
+                "net.ipv6.conf.default.accept_dad", "net.ipv6.conf.net1.accept_dad").stdout
+    assert values.split() == ["0", "0"]
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
