@@ -31,17 +31,23 @@ _PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def roots() -> tuple[str, ...]:
+def roots(recorded: bool = False) -> tuple[str, ...]:
+    """Where device-info may be written: Multus's dir, or the override alone. A path read
+    back from a record may be in either (recorded=True): a record must not turn corrupt
+    because the environment of the process reading it differs."""
     override = os.environ.get(DIR_ENV, "")
-    return (os.path.normpath(override),) if override.startswith("/") else DEFAULT_ROOTS
+    if not override.startswith("/"):
+        return DEFAULT_ROOTS
+    return (os.path.normpath(override), *(DEFAULT_ROOTS if recorded else ()))
 
 
-def check_path(value: object, what: str = "runtimeConfig.CNIDeviceInfoFile") -> str:
+def check_path(value: object, what: str = "runtimeConfig.CNIDeviceInfoFile",
+               recorded: bool = False) -> str:
     """The path if it names one file in a devinfo root's cni/ dir; else code 7 naming why."""
     if not isinstance(value, str) or not value:
         raise CniError(INVALID_CONFIG, f"invalid {what}: must be a non-empty string")
     directory, name = os.path.split(value)
-    allowed = [os.path.join(r, CNI_SUBDIR) for r in roots()]
+    allowed = [os.path.join(r, CNI_SUBDIR) for r in roots(recorded)]
     if (os.path.normpath(value) != value or directory not in allowed
             or not _NAME.fullmatch(name)):
         raise CniError(INVALID_CONFIG, f"invalid {what}={value[:120]!r}: must name a file in "
@@ -61,7 +67,8 @@ def info(pci_address: str) -> dict[str, object]:
 
 
 def _root_for(path: str) -> str:
-    return next(r for r in roots() if os.path.dirname(path) == os.path.join(r, CNI_SUBDIR))
+    return next(r for r in roots(recorded=True)
+                if os.path.dirname(path) == os.path.join(r, CNI_SUBDIR))
 
 
 def _open_dir(path: str, create: bool) -> int:

@@ -162,7 +162,7 @@ def _device_info(value: object) -> str:
     from plugin import devinfo
 
     try:
-        return devinfo.check_path(value, "deviceInfo")
+        return devinfo.check_path(value, "deviceInfo", recorded=True)
     except CniError as e:
         raise ValueError(e.msg) from None
 

@@ -56,6 +56,7 @@ def test_the_override_replaces_the_roots(monkeypatch, tmp_path):
     assert devinfo.check_path(str(tmp_path / "cni" / "x")) == str(tmp_path / "cni" / "x")
     with pytest.raises(CniError):
         devinfo.check_path(MULTUS)
+    assert devinfo.check_path(MULTUS, recorded=True) == MULTUS  # a record stays readable
 
 
 def test_info_is_the_spec_format_with_the_pf_from_sysfs(monkeypatch, tmp_path):
