@@ -12,10 +12,11 @@ import time
 
 import pytest
 
+from plugin import __version__
 from tests.support.simnode import SimNode
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("IMAGE", "localhost/amd-host-device:0.1.0")
+IMAGE = os.environ.get("IMAGE", f"localhost/amd-host-device:{__version__}")
 BASE = os.environ.get("BASE_IMAGE", "localhost/amd-host-device-base:bookworm")
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "hack" / "containers.conf"))
 
@@ -45,12 +46,16 @@ def version_of(binary):
 
 
 def test_labels_and_tag_match_the_project():
+    """The label and the bundle's MANIFEST name the release the tree carries (the tag does
+    too when it is the Makefile's: `make image IMAGE=...:wt23` picks its own)."""
     labels = json.loads(podman("image", "inspect", IMAGE).stdout)[0]["Labels"]
-    version = IMAGE.rsplit(":", 1)[1]
-    assert labels["org.opencontainers.image.version"] == version
+    assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.source"]
-    text = (ROOT / "pyproject.toml").read_text()
-    assert f'version = "{version}"' in text
+    manifest = podman("run", "--rm", "--network", "none", "--entrypoint", "cat", IMAGE,
+                      "/opt/amd-host-device/MANIFEST").stdout
+    assert f"version={__version__}\n" in manifest
+    tag = IMAGE.rsplit(":", 1)[1]
+    assert tag == __version__ or not tag[:1].isdigit()
 
 
 def test_init_container_installs_the_plugin_and_missing_delegates(host):
@@ -145,7 +150,7 @@ def second_image():
     """A second build (another version) to upgrade to."""
     tag = IMAGE.rsplit(":", 1)[0] + ":upgrade-test"
     subprocess.run(["buildah", "bud", "--quiet", "--isolation", "chroot", "--build-arg",
-                    f"BASE_IMAGE={BASE}", "--build-arg", "VERSION=0.1.0+upgrade", "-t", tag,
+                    f"BASE_IMAGE={BASE}", "--build-arg", f"VERSION={__version__}+upgrade", "-t", tag,
                     "-f", str(ROOT / "Dockerfile"), str(ROOT)], check=True, capture_output=True,
                    timeout=900)
     yield tag
@@ -178,7 +183,7 @@ def test_upgrade_while_the_old_binary_is_executing(host, tmp_path, second_image)
         assert up.returncode == 0 and "replacing" in up.stderr, up.stderr
         assert result["call"].rc == 0, result["call"].stdout + result["call"].stderr
         new = os.readlink(host / "amd-host-device")
-        assert new != old and "0.1.0+upgrade" in new
+        assert new != old and f"{__version__}+upgrade" in new
         assert (host / old.split("/")[0]).is_dir()  # the previous version is kept
         assert not stale.exists()                    # older ones are pruned
         delete = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")

@@ -17,10 +17,11 @@ def docs(name):
 
 
 def makefile_image():
+    from plugin import __version__
+
     make = (ROOT / "Makefile").read_text()
-    version = re.search(r'^version = "(.*)"', (ROOT / "pyproject.toml").read_text(), re.M)[1]
     image = re.search(r"^IMAGE \?= (\S+)", make, re.M)[1]
-    return image.replace("$(VERSION)", version)
+    return image.replace("$(VERSION)", __version__)
 
 
 def test_daemonset():
