@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from plugin import backend, device, giveback, identity, legacy, log
+from plugin import backend, device, devinfo, giveback, identity, legacy, log
 from plugin.cni import Env
 from plugin.config import NetConf
 from plugin.errors import NETWORK_COMMAND_FAILED, TRY_AGAIN_LATER, CniError
@@ -51,6 +51,7 @@ def delete(env: Env, conf: NetConf) -> None:
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
     what = release(store, record, env, conf.lock_timeout)
+    devinfo.remove(record.device_info)  # the attachment ends, wherever its NIC is
     if what is Released.GONE:
         log.event("a concurrent DEL already gave the NIC back")
 
@@ -136,6 +137,7 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
     what = verdict(record, outcome, now, max_orphan)
     if what is Released.RESTORED:
         store.remove(record)
+        devinfo.remove(record.device_info)
         return what
     if outcome.refused:
         log.warn(f"{record.snapshot.name} of {record.attachment} is not on the node; record "
@@ -145,6 +147,7 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
         log.warn(f"{record.snapshot.name} of {record.attachment} has not come home in "
                  f"{max_orphan / 3600:g} h; forgetting it")
         store.remove(record)
+        devinfo.remove(record.device_info)
         return Released.EXPIRED
     if not record.orphaned_since:
         store.save(record._replace(orphaned_since=now))

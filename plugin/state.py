@@ -73,6 +73,7 @@ class Record(NamedTuple):
     # The release that wrote the record as read (display only; a save writes this one's).
     # New optional fields go here, at the end, with a default (docs/design.md, Record formats).
     written_by: str = __version__
+    device_info: str = ""  # the NPWG device-info file ADD wrote (plugin/devinfo.py); DEL removes it
 
     def netns_alive(self, path: str = "") -> bool:
         """Whether the pod's netns still exists (and is the same namespace, not a reused
@@ -95,7 +96,8 @@ class Record(NamedTuple):
                 "result": self.result, "created": self.created, "netnsID": self.netns_id,
                 "orphanedSince": self.orphaned_since, "identity": self.identity.to_json(),
                 "network": self.network, "pod": self.pod, "master": self.master,
-                "uppers": list(self.uppers)}
+                "uppers": list(self.uppers),
+                **({"deviceInfo": self.device_info} if self.device_info else {})}
 
     @classmethod
     def from_json(cls, obj: object) -> Record:
@@ -156,7 +158,20 @@ def _attachment_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
                                                for u in uppers):
         raise ValueError("uppers: must be a list of interface names")
     out["uppers"] = tuple(uppers)
+    out["device_info"] = _device_info(obj.get("deviceInfo", ""))
     return out
+
+
+def _device_info(value: object) -> str:
+    """Optional: a path DEL unlinks, so only one ADD would have accepted (plugin/devinfo.py)."""
+    if value == "":
+        return ""
+    from plugin import devinfo
+
+    try:
+        return devinfo.check_path(value, "deviceInfo", recorded=True)
+    except CniError as e:
+        raise ValueError(e.msg) from None
 
 
 def _reads_back(data: bytes) -> None:

@@ -28,7 +28,7 @@ def test_no_command_prints_the_about_text_to_stderr_and_exits_0():
     lines = err.splitlines()
     assert lines[0] == f"CNI amd-host-device plugin v{__version__}"   # skel's shape: name, version
     assert lines[1] == "CNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"
-    for sub in ("list [--json]", "doctor [--json]", "reconcile"):
+    for sub in ("list [--json]", "doctor [--json]", "reconcile", "daemon"):
         assert any(line.strip().startswith(sub) for line in lines), sub
 
 
@@ -44,6 +44,7 @@ def test_help_goes_to_stdout(flag):
     p = run(flag)
     assert p.returncode == 0 and b"CNI protocol versions supported" in p.stdout
     assert b"doctor" in p.stdout and b"list" in p.stdout
+    assert any(line.strip().startswith(b"daemon") for line in p.stdout.splitlines())
 
 
 @pytest.mark.parametrize("flag", ["--version", "-V", "version"])
