@@ -24,6 +24,7 @@ _PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _PEER = re.compile(r"[0-9]{1,10}:(-?[0-9]{1,10})")
 _NO_MAC = "00:00:00:00:00:00"
+_IFINDEX_MAX = 2**31 - 1
 
 
 class Frame(Enum):
@@ -43,10 +44,16 @@ class NicIdentity(NamedTuple):
     # AMD's Go plugin recorded nothing but a name: on the node only (never in a pod), its
     # mappings keep the old rule that the node's link of that name is the NIC.
     legacy: bool = False
+    # Its ifindex (not proof: where DEL looks for it in the pod when the pod renamed it). A
+    # netns move keeps a netdev's ifindex unless the target has it taken; 0: not recorded.
+    ifindex: int = 0
 
-    def to_json(self) -> dict[str, str]:
-        return {"pci": self.pci, "permMac": self.perm_mac, "peerNode": self.peer_node,
-                "peerPod": self.peer_pod}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pci": self.pci, "permMac": self.perm_mac,
+                               "peerNode": self.peer_node, "peerPod": self.peer_pod}
+        if self.ifindex:
+            out["ifindex"] = self.ifindex
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> NicIdentity:
@@ -62,7 +69,11 @@ class NicIdentity(NamedTuple):
             if not isinstance(value, str) or (value and not pattern.fullmatch(value)):
                 raise ValueError(f"identity.{key}: invalid value {str(value)[:40]!r}")
             values[key] = value
-        return cls(values["pci"], values["permMac"], values["peerNode"], values["peerPod"])
+        index = obj.get("ifindex", 0)
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= _IFINDEX_MAX:
+            raise ValueError(f"identity.ifindex: invalid value {str(index)[:40]!r}")
+        return cls(values["pci"], values["permMac"], values["peerNode"], values["peerPod"],
+                   ifindex=index)
 
     @property
     def known(self) -> bool:
@@ -105,7 +116,14 @@ def of_link(link: Mapping[str, Any], frame: Frame, perm_mac: str = "") -> NicIde
     peer = veth_peer(link)
     return NicIdentity(pci=parent_pci(link), perm_mac=normal_mac(perm_mac),
                        peer_node=peer if frame is Frame.NODE else "",
-                       peer_pod=peer if frame is Frame.POD else "")
+                       peer_pod=peer if frame is Frame.POD else "", ifindex=ifindex_of(link))
+
+
+def ifindex_of(link: Mapping[str, Any]) -> int:
+    """The link's ifindex as `ip -j` reported it, 0 if it is not one."""
+    index = link.get("ifindex")
+    ok = isinstance(index, int) and not isinstance(index, bool) and 0 < index <= _IFINDEX_MAX
+    return index if ok else 0  # type: ignore[return-value]
 
 
 def wants_perm_mac(link: Mapping[str, Any]) -> bool:

@@ -222,7 +222,7 @@ def ip_argv(words: list[str]) -> None:
     t = t[1:]
     while t[:1] in (["-N"], ["-d"]):  # numbers, details: read-only options
         t = t[1:]
-    if t == ["-batch", "-"]:
+    if t in (["-batch", "-"], ["-force", "-batch", "-"]):  # reads, each line checked
         return None
     return batch_line(" ".join(t))
 
