@@ -5,12 +5,9 @@ and the NIC stays usable by later pods. Real ip, the real host-device, veth NICs
 (tests/support/netlink.py).
 """
 
-import json
-import subprocess
-
 import pytest
 
-from tests.support.checks import details, ns, ok, records, restored
+from tests.support.checks import details, lenient_ip_json, ns, ok, records, restored
 from tests.support.netlink import add_altname
 from tests.support.simnode import sh
 
@@ -20,21 +17,14 @@ UNCARRIABLE = [b"x y", b"x\ny", b"x/y", b"x\ty", b"x\x0bz"]
 ARGV_ONLY = [b"\xff\xfe", b"x\x01y", b"a#b"]
 
 
-def _lenient(node, netns, *args):
-    """The harness's view of a netns whose names `ip -j` prints raw."""
-    p = subprocess.run(["ip", "-n", netns, "-j", *args], capture_output=True, timeout=30)
-    out = p.stdout.decode("utf-8", "surrogateescape")
-    return json.loads(out, strict=False) if p.returncode == 0 and out.strip() else None
-
-
 @pytest.fixture
 def lenient(node, monkeypatch):
-    monkeypatch.setattr(node, "ip_json", lambda netns, *args: _lenient(node, netns, *args))
+    monkeypatch.setattr(node, "ip_json", lenient_ip_json)
     return node
 
 
 def _altnames(node, netns, name):
-    found = _lenient(node, netns, "-d", "link", "show", "dev", name)
+    found = lenient_ip_json(netns, "-d", "link", "show", "dev", name)
     return found[0].get("altnames", []) if found else []
 
 
