@@ -6,6 +6,7 @@ Real ip, the real host-device, veth NICs in namespaces (tests/support/simnode.py
 for the module; a few dozen examples (each is five plugin calls).
 """
 
+import contextlib
 import subprocess
 
 import pytest
@@ -53,10 +54,9 @@ def test_whatever_the_pod_names_its_nic_del_brings_it_home_and_it_attaches_again
         if name is not None and _ip(p, b"link", b"set", b"dev", b"net1", b"name", name):
             current = name
         for alt in alts:
-            try:
+            # The kernel may refuse it (a duplicate, a name in use): then it did not happen.
+            with contextlib.suppress(subprocess.CalledProcessError):
                 add_altname(p, current, alt)
-            except subprocess.CalledProcessError:
-                pass   # refused by the kernel (a duplicate, a name in use)
         if alias is not None:
             _ip(p, b"link", b"set", b"dev", current, b"alias", alias)
         ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
