@@ -169,11 +169,13 @@ class TooLarge(CommandFailed):
 
 
 def ip_json_each(lines: Sequence[str], netns: str = "", details: bool = False,
-                 max_bytes: int = 0) -> list[list[dict[str, Any]] | None]:
+                 max_bytes: int = 0, link_only: bool = False) -> list[list[dict[str, Any]] | None]:
     """Several `ip -j` reads in one `ip -force -batch`, each line's array in order, None for
     a line whose device does not exist (any other failure raises). max_bytes: refuse to
-    parse more output than that (TooLarge)."""
-    argv = ["ip", "-j", *(["-d"] if details else []), "-force", "-batch", "-"]
+    parse more output than that (TooLarge). link_only: `ip -0`, no addresses (an `address
+    show` line then prints the link alone)."""
+    argv = ["ip", "-j", *(["-d"] if details else []), *(["-0"] if link_only else []),
+            "-force", "-batch", "-"]
     missing: set[int] = set()
     try:
         out = run(argv, stdin=_batch(lines), netns=netns)

@@ -75,10 +75,11 @@ class PodLook(NamedTuple):
     node_name_taken: bool
 
 
-def _read_pod(netns: str, lines: list[str]) -> list[list[dict[str, Any]] | None]:
+def _read_pod(netns: str, lines: list[str],
+              link_only: bool = False) -> list[list[dict[str, Any]] | None]:
     try:
         return backend.ip_json_each(lines, netns=netns, details=True,
-                                    max_bytes=POD_READ_MAX_BYTES)
+                                    max_bytes=POD_READ_MAX_BYTES, link_only=link_only)
     except backend.CommandFailed as e:
         # Not knowing is not "not there": fail, and let the runtime retry.
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot look into the pod's netns {netns}",
@@ -97,9 +98,11 @@ def _pod_link(netns: str, record: Record) -> PodLook:
     by_name = _read_pod(netns, [f"link show dev {n}" for n in names])
     links = [x for found in by_name for x in (found or ())]
     if ident.ifindex and not any(x.get("ifindex") == ident.ifindex for x in links):
-        # Renamed by the pod: `ip` resolves "if<N>" to ifindex N when no link has that name
-        # (a link the pod named so is not the NIC: its index tells).
-        found = _read_pod(netns, [f"address show dev if{ident.ifindex}"])[0] or []
+        # Renamed by the pod: `ip address show` resolves "if<N>" to ifindex N when no link
+        # has that name (a link the pod named so is not the NIC: its index tells); `-0`: the
+        # link alone, not the addresses the pod may pile on it. Its own process: in a batch
+        # after another read, ip 6.1 prints [] for it.
+        found = _read_pod(netns, [f"address show dev if{ident.ifindex}"], link_only=True)[0] or []
         links += [x for x in found if x.get("ifindex") == ident.ifindex]
     proven, why = identity.find(ident, links, identity.Frame.POD,
                                 _perm_macs(ident, links, netns), names=names, fresh=fresh)
