@@ -222,7 +222,7 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
             ifname = record.ifname   # host-device gets a name we chose, never the pod's
             if not _moves_as_is(record, in_pod, look.node_name_taken,
                                 backend.link_exists(record.snapshot.name)):
-                ifname = _prepare_move(view.path, look.link)
+                ifname = _prepare_move(view.path, look.link, record.ifname)
             hd = delegate.locate(env.path, state_dir)
             conf = {"cniVersion": hd.pick_version(delegate.BASELINE_VERSION), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
@@ -265,37 +265,42 @@ def _in_pod(netns: str, argv: list[str], what: str) -> None:
                        str(e)) from None
 
 
-def _prepare_move(netns: str, link: Mapping[str, Any]) -> str:
+def _prepare_move(netns: str, link: Mapping[str, Any], ours: str) -> str:
     """host-device renames the NIC to its alias *inside the pod* before the move, and its
     altnames move with it: a pod link holding the node name, or an altname that is a node
     link's name, failed every DEL with EEXIST; and host-device refuses a CNI_IFNAME that Go
-    calls white space (U+0085, U+2000...), which the kernel allows. So the NIC is renamed,
-    and its alias set, to a name nobody can hold in advance, which host-device then gets;
-    its altnames go one by one (one that ip refuses must not keep the others). Altnames no
-    ip command can carry (ASCII white space, '/', newline: only raw netlink adds them) stay:
+    calls white space (U+0085, U+2000...), which the kernel allows. So the alias becomes a
+    name nobody can hold in advance, and a NIC that lost `ours` (CNI_IFNAME) is renamed to
+    it too: host-device gets a name we chose. Its altnames go one by one (one that ip
+    refuses must not keep the others); those no ip command can carry (ASCII white space,
+    '/', newline: only raw netlink adds them) stay:
     they cannot clash with a node name, and ADD records them as not restorable. restore()
-    names the NIC back on the node and gives it its node altnames again. Returns the name."""
+    names the NIC back on the node and gives it its node altnames again. Returns the name
+    host-device gets."""
     name = str(link.get("ifname", ""))
     temporary = temporary_name()
-    # The pod's name goes as argv words (ip never re-parses them): it may be any bytes the
-    # kernel allows in a name.
-    _in_pod(netns, ["link", "set", "dev", name, "down"], f"set {name!r} down")
-    _in_pod(netns, ["link", "set", "dev", name, "name", temporary], f"rename {name!r}")
+    dev = name
+    if name != ours:
+        # The pod's name goes as argv words (ip never re-parses them): it may be any bytes
+        # the kernel allows in a name.
+        _in_pod(netns, ["link", "set", "dev", name, "down"], f"set {name!r} down")
+        _in_pod(netns, ["link", "set", "dev", name, "name", temporary], f"rename {name!r}")
+        dev = temporary
     altnames = _altnames(link)
-    lines = [f"link set dev {temporary} alias {temporary}"]
-    lines += [f"link property del dev {temporary} altname {a}" for a in altnames
+    lines = [f"link set dev {dev} alias {temporary}"]
+    lines += [f"link property del dev {dev} altname {a}" for a in altnames
               if v.valid_altname(a)]
     failures = backend.ip_batch(lines, netns=netns)
     for f in failures:
         log.warn(f"before the move, in the pod: {f.line!r}: {f.message}")
     if any(f.line == lines[0] for f in failures):
         # host-device would rename the NIC to an alias the pod chose.
-        raise CniError(NETWORK_COMMAND_FAILED, f"cannot set the alias of {temporary} in the "
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot set the alias of {dev} in the "
                        "pod before the move", "; ".join(f.message for f in failures))
     for a in altnames:
         if not v.valid_altname(a):
-            _drop_altname(temporary, a, netns)
-    return temporary
+            _drop_altname(dev, a, netns)
+    return dev
 
 
 def _drop_altname(dev: str, altname: str, netns: str = "") -> None:
