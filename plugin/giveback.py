@@ -96,7 +96,9 @@ def _pod_link(netns: str, record: Record) -> PodLook:
     fresh = record.phase == PHASE_MOVING and not ident.peer_pod
     names = tuple(dict.fromkeys((record.ifname, record.snapshot.name)))
     by_name = _read_pod(netns, [f"link show dev {n}" for n in names])
-    links = [x for found in by_name for x in (found or ())]
+    # One link may answer to both names (the pod gave the NIC its node name as an altname).
+    links = list({x.get("ifindex"): x for found in reversed(by_name)
+                  for x in (found or ())}.values())
     if ident.ifindex and not any(x.get("ifindex") == ident.ifindex for x in links):
         # Renamed by the pod: `ip address show` resolves "if<N>" to ifindex N when no link
         # has that name (a link the pod named so is not the NIC: its index tells); `-0`: the

@@ -92,3 +92,14 @@ def test_the_nics_own_altnames_still_come_home_beside_an_uncarriable_one(lenient
     ok(node.cni("DEL", node.conf(a.pci), "c1", pod, "net1"))
     assert restored(node, a)
     assert sorted(details(node, node.node, a.name).get("altnames")) == ["enp1s0f0", "x y"]
+
+
+def test_the_nics_node_name_as_its_own_altname_in_the_pod_does_not_hide_it(node, pod):
+    """Found by the property: the pod gives its NIC the node name as an altname, so DEL's
+    reads by CNI_IFNAME and by node name both return the NIC, which then "proved twice"
+    and was not moved (record kept, NIC left in the pod). Safe: one link is one link."""
+    nic = node.nics[0]
+    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
+    sh("ip", "-n", ns(pod), "link", "property", "add", "dev", "net1", "altname", nic.name)
+    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+    assert restored(node, nic) and records(node) == []
