@@ -280,7 +280,9 @@ def _with_pod_identity(record: Record, env: Env) -> Record:
     if not peer or peer.split(":")[0] != record.identity.peer_node.split(":")[0]:
         log.warn(f"{env.ifname} in the pod is not the veth that left the node ({peer or 'none'})")
         return record
-    return record._replace(identity=record.identity._replace(peer_pod=peer))
+    # Its pod-side ifindex: where DEL looks if the pod renames it.
+    index = identity.ifindex_of(found[0]) or record.identity.ifindex
+    return record._replace(identity=record.identity._replace(peer_pod=peer, ifindex=index))
 
 
 def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device) -> Result:

@@ -33,11 +33,13 @@ T = TypeVar("T")
 
 
 class CommandFailed(Exception):
-    def __init__(self, argv: Sequence[str], exit_code: int, stderr: str) -> None:
+    def __init__(self, argv: Sequence[str], exit_code: int, stderr: str,
+                 stdout: str = "") -> None:
         super().__init__(f"{' '.join(argv)}: exit {exit_code}: {stderr.strip()[:300]}")
         self.argv = tuple(argv)
         self.exit_code = exit_code
         self.stderr = stderr
+        self.stdout = stdout
 
     def transient(self, missing_is_transient: bool = False) -> bool:
         markers = _TRANSIENT + (MISSING if missing_is_transient else ())
@@ -94,7 +96,7 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     finally:
         profile.command(argv, time.monotonic() - started)
     if code != 0:
-        raise CommandFailed(argv, code, err)
+        raise CommandFailed(argv, code, err, out)
     return out
 
 
@@ -154,6 +156,42 @@ def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = 
         out = run(["ip", *opts, "-batch", "-"], stdin=_batch(lines), netns=netns,
                   missing_is_transient=missing_is_transient)
     return _split_arrays(out, len(lines))
+
+
+class TooLarge(CommandFailed):
+    """`ip` printed more than the caller will parse: never retried."""
+
+    def __init__(self, argv: Sequence[str], size: int, limit: int) -> None:
+        super().__init__(argv, 0, f"{size} bytes of output, over the {limit} this read parses")
+
+    def transient(self, missing_is_transient: bool = False) -> bool:
+        return False
+
+
+def ip_json_each(lines: Sequence[str], netns: str = "", details: bool = False,
+                 max_bytes: int = 0, link_only: bool = False) -> list[list[dict[str, Any]] | None]:
+    """Several `ip -j` reads in one `ip -force -batch`, each line's array in order, None for
+    a line whose device does not exist (any other failure raises). max_bytes: refuse to
+    parse more output than that (TooLarge). link_only: `ip -0`, no addresses (an `address
+    show` line then prints the link alone)."""
+    argv = ["ip", "-j", *(["-d"] if details else []), *(["-0"] if link_only else []),
+            "-force", "-batch", "-"]
+    missing: set[int] = set()
+    try:
+        out = run(argv, stdin=_batch(lines), netns=netns)
+    except (TimedOut, NotANetns):
+        raise
+    except CommandFailed as e:
+        attributed, ran_to_end = _attributed(e.stderr)
+        if e.exit_code != 1 or not ran_to_end or not attributed \
+                or not all(is_missing(msg) for _, msg in attributed):
+            raise
+        missing = {n for n, _ in attributed}
+        out = e.stdout
+    if max_bytes and len(out) > max_bytes:
+        raise TooLarge(argv, len(out), max_bytes)
+    found = iter(_split_arrays(out, len(lines) - len(missing)))
+    return [None if n in missing else next(found) for n in range(1, len(lines) + 1)]
 
 
 def _split_arrays(text: str, expected: int) -> list[list[dict[str, Any]]]:

@@ -71,7 +71,12 @@ def _opt_str(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> NetConf:
+def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None,
+                  new_work: bool = True) -> NetConf:
+    """new_work=False (DEL, GC): the record is what the command acts on, so node-policy checks
+    that gate new work (allowedIpamTypes, stateDir and allowDefaultRouteDevice agreeing with
+    the policy) are not applied: a NAD that ADD would now refuse still releases its NICs. The
+    state dir still comes from node policy, never the NAD."""
     if "cniVersion" not in obj:
         raise CniError(INVALID_CONFIG, "invalid network configuration: cniVersion is missing")
     version = obj["cniVersion"]
@@ -96,12 +101,13 @@ def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> N
                              or not ipam.get("type")):
         raise _invalid("ipam", ipam, "must be an object with a 'type'")
     policy = policy or NodePolicy()
-    if ipam is not None and ipam["type"] not in policy.allowed_ipam_types:
+    if new_work and ipam is not None and ipam["type"] not in policy.allowed_ipam_types:
         raise _policy_says("ipam.type", f"{_short(ipam['type'])} is not one of the node's "
                            f"allowedIpamTypes {list(policy.allowed_ipam_types)}",
                            "it names a CNI plugin the node runs as root")
-    _agrees_with_policy(obj, policy)
-    allow = policy.allow_default_route_device and obj.get("allowDefaultRouteDevice", True)
+    if new_work:
+        _agrees_with_policy(obj, policy)
+    allow = policy.allow_default_route_device and obj.get("allowDefaultRouteDevice") is not False
     timeout = obj.get("lockTimeoutSeconds", DEFAULT_LOCK_TIMEOUT)
     if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
             or not 0 < timeout <= MAX_LOCK_TIMEOUT):

@@ -180,6 +180,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     def become_child(self) -> None:
         """What a forked request child (or the spare) drops or changes of the parent's."""
         self.socket.close()          # the child must not keep the listener alive
+        _close_metrics()             # nor the metrics server's sockets
         self.drop_spare_end()        # nor the spare's pair: its EOF says the parent is gone
         signal.set_wakeup_fd(-1)     # the parent's: its signals are not ours
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -295,6 +296,13 @@ def warm_up() -> None:
     import tenacity  # noqa: F401
 
 
+def _close_metrics() -> None:
+    """In a forked child: the metrics listener and connections are the parent's."""
+    metrics = sys.modules.get("plugin.metrics")
+    if metrics is not None:
+        metrics.close_in_child()
+
+
 def _listen(path: str, report_fd: int) -> _Server:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -331,9 +339,11 @@ class Daemon:
             from plugin import metrics
 
             try:
-                self.metrics = metrics.serve(self.policy.metrics_port, self.policy.state_dir)
+                self.metrics = metrics.serve(self.policy.metrics_port, self.policy.state_dir,
+                                             self.policy.metrics_address)
             except OSError as e:   # serving requests matters more than counting them
-                _say(f"no metrics: cannot serve port {self.policy.metrics_port}: {e}")
+                _say(f"no metrics: cannot serve {self.policy.metrics_address} port "
+                     f"{self.policy.metrics_port}: {e}")
             else:
                 self.report_r, report_w = os.pipe()
                 os.set_blocking(self.report_r, False)
@@ -398,6 +408,7 @@ class Daemon:
 
     def _reconcile_child(self) -> int:
         self.server.socket.close()
+        _close_metrics()
         self.server.drop_spare_end()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -387,12 +387,16 @@ def run_checks(node: Node) -> list[Check]:
 
 
 def render(results: Sequence[Check]) -> str:
+    """For a person's terminal: every check's text through display.safe (a NIC name is
+    whatever a pod renamed it to before its netns died)."""
+    from plugin.display import safe
+
     out = []
     for c in results:
-        out.append(f"{_MARK[c.status]} {c.summary}")
-        out += [f"    {line}" for line in c.details]
+        out.append(f"{_MARK[c.status]} {safe(c.summary)}")
+        out += [f"    {safe(line)}" for line in c.details]
         if c.status is Status.FAIL and c.fix:
-            out.append(f"    fix: {c.fix}")
+            out.append(f"    fix: {safe(c.fix)}")
     failed = sum(c.status is Status.FAIL for c in results)
     out.append("node ready" if not failed else f"{failed} check(s) failed")
     return "\n".join(out) + "\n"

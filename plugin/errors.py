@@ -35,8 +35,12 @@ class CniError(Exception):
         self.details = details
 
     def to_dict(self, cni_version: str) -> dict[str, object]:
-        return {"cniVersion": cni_version, "code": self.code, "msg": self.msg,
-                "details": self.details}
+        """The runtime shows msg and details to people (events, `kubectl describe`): made
+        safe there (plugin/display.py)."""
+        from plugin.display import safe
+
+        return {"cniVersion": cni_version, "code": self.code, "msg": safe(self.msg),
+                "details": safe(self.details)}
 
 
 class NotOnNode(CniError):

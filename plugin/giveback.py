@@ -62,33 +62,68 @@ def _perm_macs(ident: identity.NicIdentity, links: Sequence[Mapping[str, Any]],
             for x in links if identity.wants_perm_mac(x)}
 
 
-def _pod_link(netns: str, record: Record) -> tuple[Mapping[str, Any] | None, list[str]]:
-    """The NIC in the pod, proven, and the names of the pod's links."""
+# What DEL parses from the pod: one link's `ip -j -d` object (its altnames are capped by the
+# kernel at 64 KiB, escaped at most 6x in JSON); a pod cannot make DEL parse its whole netns.
+POD_READ_MAX_BYTES = 1 << 20
+
+
+class PodLook(NamedTuple):
+    """The NIC in the pod, proven (or None), and whether another pod link holds the NIC's
+    node name (host-device would rename the NIC to it before the move)."""
+
+    link: Mapping[str, Any] | None
+    node_name_taken: bool
+
+
+def _read_pod(netns: str, lines: list[str],
+              link_only: bool = False) -> list[list[dict[str, Any]] | None]:
     try:
-        links = backend.ip_json(["link show"], netns=netns, details=True)[0]
+        return backend.ip_json_each(lines, netns=netns, details=True,
+                                    max_bytes=POD_READ_MAX_BYTES, link_only=link_only)
     except backend.CommandFailed as e:
         # Not knowing is not "not there": fail, and let the runtime retry.
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot look into the pod's netns {netns}",
                        str(e)) from None
+
+
+def _pod_link(netns: str, record: Record) -> PodLook:
+    """The NIC in the pod, read by the names it has there (CNI_IFNAME, or the node name
+    host-device gives it before the move), else by its recorded ifindex: never the pod's
+    whole link table, which a pod can make as large as it likes."""
     ident = nic_identity(record)
     # A record still "moving" has no pod-side peer yet; its pod has run no workload (ADD has
     # not returned), so the names host-device gives the NIC count with the peer's ifindex.
     fresh = record.phase == PHASE_MOVING and not ident.peer_pod
-    found, why = identity.find(ident, links, identity.Frame.POD, _perm_macs(ident, links, netns),
-                               names=(record.ifname, record.snapshot.name), fresh=fresh)
+    names = tuple(dict.fromkeys((record.ifname, record.snapshot.name)))
+    by_name = _read_pod(netns, [f"link show dev {n}" for n in names])
+    # One link may answer to both names (the pod gave the NIC its node name as an altname).
+    links = list({x.get("ifindex"): x for found in reversed(by_name)
+                  for x in (found or ())}.values())
+    if ident.ifindex and not any(x.get("ifindex") == ident.ifindex for x in links):
+        # Renamed by the pod: `ip address show` resolves "if<N>" to ifindex N when no link
+        # has that name (a link the pod named so is not the NIC: its index tells); `-0`: the
+        # link alone, not the addresses the pod may pile on it. Its own process: in a batch
+        # after another read, ip 6.1 prints [] for it.
+        found = _read_pod(netns, [f"address show dev if{ident.ifindex}"], link_only=True)[0] or []
+        links += [x for x in found if x.get("ifindex") == ident.ifindex]
+    proven, why = identity.find(ident, links, identity.Frame.POD,
+                                _perm_macs(ident, links, netns), names=names, fresh=fresh)
     for reason in why:
         log.warn(f"not the NIC of {record.attachment} in the pod: {reason}")
-    return found, [str(x.get("ifname", "")) for x in links]
+    taken = any(str(x.get("ifname", "")) == record.snapshot.name and
+                (proven is None or x.get("ifindex") != proven.get("ifindex")) for x in links)
+    return PodLook(proven, taken)
 
 
-def _moves_as_is(record: Record, in_pod: Link, pod_names: list[str], node_has_name: bool) -> bool:
+def _moves_as_is(record: Record, in_pod: Link, node_name_taken: bool,
+                 node_has_name: bool) -> bool:
     """Pure: host-device can bring the NIC home as it is. It renames the NIC to its alias in
-    the pod, then moves it with its altnames: that works when the alias is still the node name
-    host-device set at ADD, no other pod link holds that name, the NIC has no altnames, and
-    the name is free on the node. Otherwise _prepare_move first."""
-    name = record.snapshot.name
-    return (in_pod.alias == name and not in_pod.altnames and not node_has_name
-            and all(n != name or n == in_pod.name for n in pod_names))
+    the pod, then moves it with its altnames: that works when the NIC still has the name
+    ADD gave it (host-device gets that name, never one the pod chose), the alias is still the
+    node name host-device set at ADD, no other pod link holds that name, the NIC has no
+    altnames, and the name is free on the node. Otherwise _prepare_move first."""
+    return (in_pod.name == record.ifname and in_pod.alias == record.snapshot.name
+            and not in_pod.altnames and not node_has_name and not node_name_taken)
 
 
 def _node_link(record: Record) -> Link | None:
@@ -183,23 +218,24 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
     if view.why:
         log.warn(view.why)
     if view.path:
-        found, pod_names = _pod_link(view.path, record)
-        if found is not None:
-            in_pod = _as_link(found)
-            if not _moves_as_is(record, in_pod, pod_names,
+        look = _pod_link(view.path, record)
+        if look.link is not None:
+            in_pod = _as_link(look.link)
+            ifname = record.ifname   # host-device gets a name we chose, never the pod's
+            if not _moves_as_is(record, in_pod, look.node_name_taken,
                                 backend.link_exists(record.snapshot.name)):
-                _prepare_move(view.path, found)
+                ifname = _prepare_move(view.path, look.link, record.ifname)
             hd = delegate.locate(env.path, state_dir)
             conf = {"cniVersion": hd.pick_version(delegate.BASELINE_VERSION), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
-            delegate.run(hd, "DEL", env, in_pod.name, view.path, conf)
-            log.event(f"host-device returned {in_pod.name} from {view.path}")
+            delegate.run(hd, "DEL", env, ifname, view.path, conf)
+            log.event(f"host-device returned {in_pod.name!r} (as {ifname}) from {view.path}")
             # host-device finds the link by name: prove that what came home is the NIC
             # before giving it the node's configuration (the pod may have swapped names).
             home = _node_link(record)
             if home is None:
                 raise CniError(NETWORK_COMMAND_FAILED, f"what host-device returned from the pod "
-                               f"as {in_pod.name} is not provably {record.snapshot.name}",
+                               f"as {ifname} is not provably {record.snapshot.name}",
                                "record kept; see the log")
             # Its offloads and channels as they came home, so restore sets only what the pod
             # changed.
@@ -223,54 +259,74 @@ def temporary_name() -> str:
     return TEMPORARY_PREFIX + os.urandom(6).hex()
 
 
-def _prepare_move(netns: str, link: Mapping[str, Any]) -> None:
+def _in_pod(netns: str, argv: list[str], what: str) -> None:
+    try:
+        backend.run(["ip", *argv], netns=netns)
+    except backend.CommandFailed as e:
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot {what} in the pod before the move",
+                       str(e)) from None
+
+
+def _prepare_move(netns: str, link: Mapping[str, Any], ours: str) -> str:
     """host-device renames the NIC to its alias *inside the pod* before the move, and its
     altnames move with it: a pod link holding the node name, or an altname that is a node
-    link's name, failed every DEL with EEXIST. So the alias becomes a name nobody can hold in
-    advance and the altnames go; restore() names the NIC back on the node and gives it its
-    node altnames again. A name the pod chose that no batch line may carry goes as argv words,
-    which ip never re-parses."""
+    link's name, failed every DEL with EEXIST; and host-device refuses a CNI_IFNAME that Go
+    calls white space (U+0085, U+2000...), which the kernel allows. So the alias becomes a
+    name nobody can hold in advance, and a NIC that lost `ours` (CNI_IFNAME) is renamed to
+    it too: host-device gets a name we chose. Its altnames go one by one (one that ip
+    refuses must not keep the others); those no ip command can carry (ASCII white space,
+    '/', newline: only raw netlink adds them) stay:
+    they cannot clash with a node name, and ADD records them as not restorable. restore()
+    names the NIC back on the node and gives it its node altnames again. Returns the name
+    host-device gets."""
     name = str(link.get("ifname", ""))
+    temporary = temporary_name()
+    dev = name
+    if name != ours:
+        # The pod's name goes as argv words (ip never re-parses them): it may be any bytes
+        # the kernel allows in a name.
+        _in_pod(netns, ["link", "set", "dev", name, "down"], f"set {name!r} down")
+        _in_pod(netns, ["link", "set", "dev", name, "name", temporary], f"rename {name!r}")
+        dev = temporary
     altnames = _altnames(link)
-    alias = temporary_name()
-    commands = [["link", "set", "dev", name, "alias", alias]]
-    if altnames:
-        commands.append(["link", "property", "del", "dev", name,
-                         *(w for a in altnames for w in ("altname", a))])
-    if valid_ifname(name) and all(v.valid_altname(a) for a in altnames):
-        lines = [f"link set dev {name} alias {alias}"]
-        lines += [f"link property del dev {name} altname {a}" for a in altnames]
-        failures = backend.ip_batch(lines, netns=netns)
-        alias_failed = any(f.line == lines[0] for f in failures)
-    else:
-        failures = []
-        alias_failed = False
-        for argv in commands:
-            try:
-                backend.run(["ip", *argv], netns=netns)
-            except backend.CommandFailed as e:
-                failures.append(backend.BatchFailure(" ".join(argv), str(e)))
-                alias_failed = alias_failed or argv is commands[0]
+    lines = [f"link set dev {dev} alias {temporary}"]
+    lines += [f"link property del dev {dev} altname {a}" for a in altnames
+              if v.valid_altname(a)]
+    failures = backend.ip_batch(lines, netns=netns)
     for f in failures:
         log.warn(f"before the move, in the pod: {f.line!r}: {f.message}")
-    if alias_failed:
+    if any(f.line == lines[0] for f in failures):
         # host-device would rename the NIC to an alias the pod chose.
-        raise CniError(NETWORK_COMMAND_FAILED, f"cannot set the alias of {name!r} in the pod "
-                       "before the move", "; ".join(f.message for f in failures))
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot set the alias of {dev} in the "
+                       "pod before the move", "; ".join(f.message for f in failures))
+    for a in altnames:
+        if not v.valid_altname(a):
+            _drop_altname(dev, a, netns)
+    return dev
+
+
+def _drop_altname(dev: str, altname: str, netns: str = "") -> None:
+    """One altname no batch line may carry, as argv words; one no ip command can carry is
+    left (logged): a pod's raw netlink put it there."""
+    if not v.argv_altname(altname):
+        log.warn(f"{dev} keeps the altname {altname!r}: no ip command can carry it")
+        return
+    try:
+        backend.run(["ip", "link", "property", "del", "dev", dev, "altname", altname],
+                    netns=netns)
+    except backend.CommandFailed as e:
+        log.warn(f"cannot delete the altname {altname!r} of {dev}: {e}")
 
 
 def _drop_unsafe_altnames(record: Record, link: Link) -> Link:
-    """Altnames the NIC came home with that no batch line may carry (the pod chose them):
-    deleted with argv words; the rest go in the restore batch."""
-    unsafe = [a for a in record.snapshot.stray_altnames(link.altnames)
-              if not v.valid_altname(a)]
-    if not unsafe:
-        return link
-    try:
-        backend.run(["ip", "link", "property", "del", "dev", link.name,
-                     *(w for a in unsafe for w in ("altname", a))])
-    except backend.CommandFailed as e:
-        log.error(f"cannot drop the altnames the pod gave {link.name}: {e}")
+    """Altnames the NIC came home with that no batch line may carry (the pod chose them, or
+    ADD recorded them as not restorable): deleted one by one with argv words where a command
+    can carry them; the rest go in the restore batch."""
+    unsafe = [a for a in link.altnames if not v.valid_altname(a)]
+    for a in unsafe:
+        # Older records did not record altnames: then those the NIC has are left alone.
+        if record.snapshot.altnames is not None and a not in record.snapshot.not_restorable:
+            _drop_altname(link.name, a)
     return link._replace(altnames=tuple(a for a in link.altnames if a not in unsafe))
 
 

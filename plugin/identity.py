@@ -24,6 +24,7 @@ _PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _PEER = re.compile(r"[0-9]{1,10}:(-?[0-9]{1,10})")
 _NO_MAC = "00:00:00:00:00:00"
+_IFINDEX_MAX = 2**31 - 1
 
 
 class Frame(Enum):
@@ -45,12 +46,17 @@ class NicIdentity(NamedTuple):
     # lists it under the PCI function. So do records from before 0.1.0 recorded identity
     # (plugin/formats.py upgrade); stored as "legacy": true so a re-saved one keeps it.
     legacy: bool = False
+    # Its ifindex (not proof: where DEL looks for it in the pod when the pod renamed it). A
+    # netns move keeps a netdev's ifindex unless the target has it taken; 0: not recorded.
+    ifindex: int = 0
 
-    def to_json(self) -> dict[str, str | bool]:
-        out: dict[str, str | bool] = {"pci": self.pci, "permMac": self.perm_mac,
-                                      "peerNode": self.peer_node, "peerPod": self.peer_pod}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pci": self.pci, "permMac": self.perm_mac,
+                               "peerNode": self.peer_node, "peerPod": self.peer_pod}
         if self.legacy:
             out["legacy"] = True
+        if self.ifindex:
+            out["ifindex"] = self.ifindex
         return out
 
     @classmethod
@@ -70,8 +76,11 @@ class NicIdentity(NamedTuple):
         legacy = obj.get("legacy", False)
         if not isinstance(legacy, bool):
             raise ValueError("identity.legacy: must be true or false")
+        index = obj.get("ifindex", 0)
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= _IFINDEX_MAX:
+            raise ValueError(f"identity.ifindex: invalid value {str(index)[:40]!r}")
         return cls(values["pci"], values["permMac"], values["peerNode"], values["peerPod"],
-                   legacy)
+                   legacy, index)
 
     @property
     def known(self) -> bool:
@@ -114,7 +123,14 @@ def of_link(link: Mapping[str, Any], frame: Frame, perm_mac: str = "") -> NicIde
     peer = veth_peer(link)
     return NicIdentity(pci=parent_pci(link), perm_mac=normal_mac(perm_mac),
                        peer_node=peer if frame is Frame.NODE else "",
-                       peer_pod=peer if frame is Frame.POD else "")
+                       peer_pod=peer if frame is Frame.POD else "", ifindex=ifindex_of(link))
+
+
+def ifindex_of(link: Mapping[str, Any]) -> int:
+    """The link's ifindex as `ip -j` reported it, 0 if it is not one."""
+    index = link.get("ifindex")
+    ok = isinstance(index, int) and not isinstance(index, bool) and 0 < index <= _IFINDEX_MAX
+    return index if ok else 0  # type: ignore[return-value]
 
 
 def wants_perm_mac(link: Mapping[str, Any]) -> bool:

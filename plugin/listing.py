@@ -97,8 +97,9 @@ def collect(state_dir: str, now: float | None = None) -> dict[str, Any]:
 
 # -- the table ---------------------------------------------------------------------------------
 def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "".join(c if c.isprintable() else "?" for c in text) or "-"
+    from plugin.display import safe
+
+    return safe("" if value is None else str(value)) or "-"
 
 
 def _age(seconds: float | None) -> str:

@@ -36,13 +36,16 @@ def pod_of(cni_args: Mapping[str, str]) -> str:
 
 def _value(text: str) -> str:
     """logfmt: bare when it is plain printable ASCII without space, quote, '=' or backslash;
-    else a quoted string with every control and non-ASCII character escaped, so one event is
-    always exactly one line."""
+    else a quoted string, made safe by display.safe (a log viewer that decodes the quoted
+    value must not put a pod's terminal escape on a screen either) and with every non-ASCII
+    character escaped, so one event is always exactly one line."""
     if text and all("!" <= c <= "~" and c not in '"=\\' for c in text):
         return text
     import json
 
-    return json.dumps(text)  # ensure_ascii: \n, \u2028 and friends are escaped
+    from plugin.display import safe
+
+    return json.dumps(safe(text))  # ensure_ascii: the rest of non-ASCII is escaped too
 
 
 def format_line(level: str, msg: str, fields: Mapping[str, str], now: float) -> str:

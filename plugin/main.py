@@ -63,7 +63,8 @@ def dispatch(command: str, stdin: bytes) -> dict[str, object] | None:
     log.bind(cmd=command, pod=log.pod_of(env.args), container=env.container_id[:12],
              ifname=env.ifname)
     raw = decode(stdin)
-    conf = parse_netconf(raw, node_policy)
+    # DEL and GC act on records: today's policy gates new work only (plugin/config.py).
+    conf = parse_netconf(raw, node_policy, new_work=command not in ("DEL", "GC"))
     profile.add("start to main()", began - _STARTED)
     match command:
         case "ADD":

@@ -9,6 +9,7 @@ prometheus_client.
 
 from __future__ import annotations
 
+import socket
 import sys
 import types
 from collections.abc import Iterator, Mapping
@@ -85,10 +86,103 @@ class Metrics:
             self.latency.labels(op).observe(float(event.get("seconds", 0.0)))
 
 
-def serve(port: int, state_dir: str) -> Metrics:
-    _without_tls()
-    from prometheus_client import start_http_server
+# The scrape endpoint is for Prometheus on the node, not for every pod on the node network:
+# a few connections at a time, each dropped when idle, and its sockets closed in every forked
+# child (close_in_child).
+MAX_CONNECTIONS = 8
+IDLE_SECONDS = 5.0
 
+
+def _server_class() -> Any:
+    import socketserver
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = IDLE_SECONDS   # a socket timeout on every read: idle peers are dropped
+        server: Any
+
+        def do_GET(self) -> None:
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            if self.path.split("?", 1)[0] not in ("/", "/metrics"):
+                self.send_error(404)
+                return
+            body = generate_latest(self.server.registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass   # a scrape is not an event
+
+    class Server(socketserver.ThreadingMixIn, HTTPServer):
+        daemon_threads = True
+        block_on_close = False
+        request_queue_size = MAX_CONNECTIONS
+
+        def __init__(self, address: tuple[str, int], registry: Any) -> None:
+            import ipaddress
+
+            if ipaddress.ip_address(address[0]).version == 6:
+                self.address_family = socket.AF_INET6
+            self.registry = registry
+            self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+            self.open: set[Any] = set()
+            super().__init__(address, Handler)
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            if not self.slots.acquire(blocking=False):
+                self.shutdown_request(request)   # at the limit: closed at once, no thread
+                return
+            self.open.add(request)
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self.open.discard(request)
+                self.slots.release()
+                raise
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.open.discard(request)
+                self.slots.release()
+
+        def sockets(self) -> list[Any]:
+            """The listener and every open connection: what a forked child must close."""
+            return [self.socket, *list(self.open)]
+
+    return Server
+
+
+_SERVER: Any = None
+
+
+def serve(port: int, state_dir: str, address: str = "127.0.0.1") -> Metrics:
+    """Serve /metrics on address:port from a thread of the daemon's parent."""
+    import threading
+
+    global _SERVER
+    _without_tls()
     m = Metrics(state_dir)
-    start_http_server(port, registry=m.registry)
+    _SERVER = _server_class()((address, port), m.registry)
+    threading.Thread(target=_SERVER.serve_forever, name="metrics", daemon=True).start()
     return m
+
+
+def close_in_child() -> None:
+    """In a forked child: close the metrics sockets it inherited (the listener, and any
+    connection open at the fork); the thread that serves them stayed in the parent."""
+    import contextlib
+
+    global _SERVER
+    if _SERVER is None:
+        return
+    for sock in _SERVER.sockets():
+        with contextlib.suppress(OSError):
+            sock.close()   # the child's copy only; the parent's stays open
+    _SERVER = None

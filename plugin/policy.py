@@ -41,6 +41,7 @@ class NodePolicy(NamedTuple):
     allowed_ipam_types: tuple[str, ...] = ("static",)
     socket: str = DEFAULT_SOCKET               # the daemon's unix socket (thick mode)
     metrics_port: int = 0                      # the daemon's Prometheus port; 0 = off
+    metrics_address: str = "127.0.0.1"         # the address it binds (an IP of the node)
     log_file: str = ""                         # extra log file; "" = stderr/stdout only
     log_file_max_bytes: int = DEFAULT_LOG_FILE_MAX_BYTES
     source: str = ""                           # the file read, "" when defaults were used
@@ -55,6 +56,7 @@ _KEYS: Mapping[str, tuple[str, type]] = {
     "allowedIpamTypes": ("allowed_ipam_types", list),
     "socket": ("socket", str),
     "metricsPort": ("metrics_port", int),
+    "metricsAddress": ("metrics_address", str),
     "logFile": ("log_file", str),
     "logFileMaxBytes": ("log_file_max_bytes", int),
 }
@@ -116,11 +118,26 @@ def parse(obj: Mapping[str, Any], source: str) -> NodePolicy:
         fields[name] = value
     if not 0 <= fields.get("metrics_port", 0) <= 65535:
         raise _bad(source, "metricsPort must be 0 (off) or a port number")
+    if "metrics_address" in fields:
+        fields["metrics_address"] = _ip(source, fields["metrics_address"])
     if fields.get("log_file_max_bytes", DEFAULT_LOG_FILE_MAX_BYTES) < 4096:
         raise _bad(source, "logFileMaxBytes must be at least 4096")
     if not fields.get("state_dir", DEFAULT_STATE_DIR):
         raise _bad(source, "stateDir must not be empty")
     return NodePolicy(**fields, source=source)
+
+
+def _ip(source: str, value: str) -> str:
+    """metricsAddress: one IP address (v4 or v6, no scope ID), canonical."""
+    import ipaddress
+
+    try:
+        if "%" in value:
+            raise ValueError(value)
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise _bad(source, "metricsAddress must be an IP address of the node (default "
+                   "127.0.0.1; 0.0.0.0 or :: for every address)") from None
 
 
 def _env_path(environ: Mapping[str, str], var: str) -> str | None:

@@ -441,6 +441,10 @@ class LinkSnapshot(NamedTuple):
     # then the altnames it comes home with are left alone.
     altnames: tuple[str, ...] | None = None
     settings: LinkSettings = LinkSettings()
+    # Altnames it had on the node that no batch line may carry (a leftover a pod added by raw
+    # netlink that no command could remove): neither re-added nor deleted; optional (older
+    # records have none), at most MAX_ALTNAMES kept.
+    not_restorable: tuple[str, ...] = ()
 
     @property
     def carries_default_route(self) -> bool:
@@ -515,17 +519,41 @@ class LinkSnapshot(NamedTuple):
                                 enumerate(v.array(obj.get("routes"), f"{where}.routes"))),
                    altnames=None if altnames is None else tuple(
                        v.altname(a, f"{where}.altnames") for a in altnames),
-                   settings=LinkSettings.from_json(obj.get("settings"), f"{where}.settings"))
+                   settings=LinkSettings.from_json(obj.get("settings"), f"{where}.settings"),
+                   not_restorable=_leftovers(obj.get("not_restorable", []),
+                                             f"{where}.not_restorable"))
 
     def with_link(self, link: Mapping[str, Any] | None, offloads: str = "",
                   channels: str = "") -> LinkSnapshot:
         """The snapshot with what ADD's `ip -d -j link show` (and `ethtool -k`, `ethtool -l`)
         said of the NIC; checked by the rules a record read back is (raises
         validate.Corrupt)."""
-        altnames = link.get("altnames", []) if link is not None else []
-        return self._replace(altnames=tuple(v.altname(a, f"{self.name} altname")
-                                            for a in v.array(altnames, "altnames")),
-                       settings=parse_settings(link, offloads, channels))
+        altnames = [v.string(a, f"{self.name} altname")
+                    for a in v.array(link.get("altnames", []) if link is not None else [],
+                                     "altnames")]
+        return self._replace(altnames=tuple(a for a in altnames if v.valid_altname(a)),
+                             settings=parse_settings(link, offloads, channels),
+                             not_restorable=_leftovers([a for a in altnames
+                                                        if not v.valid_altname(a)][:MAX_ALTNAMES],
+                                                       f"{self.name} altnames"))
+
+
+def _leftovers(value: object, what: str) -> tuple[str, ...]:
+    """Altnames recorded as not restorable: only ever logged and compared, never put in a
+    command; what the kernel allows (1..127 bytes, no NUL) and at most MAX_ALTNAMES."""
+    out = []
+    for a in v.array(value, what)[:MAX_ALTNAMES + 1]:
+        name = v.string(a, what)
+        try:
+            size = len(name.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            raise v.Corrupt(f"{what}: {name[:40]!r} is not a name the kernel reported") from None
+        if not 0 < size <= v.ALTNAME_MAX or "\0" in name:
+            raise v.Corrupt(f"{what}: {name[:40]!r} is not an alternative interface name")
+        out.append(name)
+    if len(out) > MAX_ALTNAMES:
+        raise v.Corrupt(f"{what}: more than {MAX_ALTNAMES}")
+    return tuple(out)
 
 
 def _family_of(route: Mapping[str, Any]) -> str:

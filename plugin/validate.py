@@ -60,6 +60,20 @@ def valid_altname(name: str) -> bool:
             and not any(c in _NOT_IN_NAMES or c.isspace() for c in name))
 
 
+_IP_SPACE = " \t\n\v\f\r"   # what iproute2's check_altifname calls white space (C locale)
+
+
+def argv_altname(name: str) -> bool:
+    """An altname some ip command can name, as an argv word: iproute2 refuses ASCII white
+    space and '/' in any altname argument, and the command shell's framing a newline or NUL.
+    The kernel takes more through raw netlink; no ip command removes those."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return 0 < len(raw) <= ALTNAME_MAX and not any(c in _IP_SPACE or c in "/\0" for c in name)
+
+
 def altname(value: object, what: str) -> str:
     name = string(value, what)
     if not valid_altname(name):

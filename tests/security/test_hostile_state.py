@@ -90,7 +90,7 @@ PATHS = [("snapshot", "name"), ("snapshot", "mac"), ("snapshot", "mtu"), ("snaps
 
 # What newer records add to the snapshot (altnames, link settings): sometimes there, and as
 # hostile as the rest.
-LINK_FIELDS = {"altnames": ["enp1s0f0"],
+LINK_FIELDS = {"altnames": ["enp1s0f0"], "not_restorable": ["x y", "x\ny"],
                "settings": {"arp": True, "multicast": True, "allmulticast": False,
                             "promisc": False, "txqueuelen": 1000, "group": 0,
                             "gso_max_size": 65536, "gso_max_segs": 65535,
@@ -103,7 +103,8 @@ PATHS += [("snapshot", "altnames"), ("snapshot", "altnames", 0), ("snapshot", "s
           ("snapshot", "settings", "offloads"), ("snapshot", "settings", "offloads", 0),
           ("snapshot", "settings", "offloads", 0, 0), ("snapshot", "settings", "broadcast"),
           ("snapshot", "settings", "linkmode"), ("snapshot", "settings", "channels"),
-          ("snapshot", "settings", "channels", 0), ("snapshot", "settings", "channels", 0, 1)]
+          ("snapshot", "settings", "channels", 0), ("snapshot", "settings", "channels", 0, 1),
+          ("snapshot", "not_restorable"), ("snapshot", "not_restorable", 0)]
 
 
 def _set(obj, path, value):

@@ -122,3 +122,11 @@ try:  # a refused peer may find the connection closed while it still sends
 except (ConnectionResetError, BrokenPipeError):
     print("reset")
 """
+
+
+def lenient_ip_json(netns, *args):
+    """SimNode.ip_json for a netns whose link names `ip -j` prints raw (control characters,
+    bytes that are not UTF-8): the harness must still see, and sync_sysfs mirror, them."""
+    p = subprocess.run(["ip", "-n", netns, "-j", *args], capture_output=True, timeout=30)
+    out = p.stdout.decode("utf-8", "surrogateescape")
+    return json.loads(out, strict=False) if p.returncode == 0 and out.strip() else None

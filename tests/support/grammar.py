@@ -220,9 +220,9 @@ def ip_argv(words: list[str]) -> None:
     if t[:1] != ["-j"]:
         return batch_line(" ".join(t))
     t = t[1:]
-    while t[:1] in (["-N"], ["-d"]):  # numbers, details: read-only options
+    while t[:1] in (["-N"], ["-d"], ["-0"]):  # numbers, details, links only: read-only
         t = t[1:]
-    if t == ["-batch", "-"]:
+    if t in (["-batch", "-"], ["-force", "-batch", "-"]):  # reads, each line checked
         return None
     return batch_line(" ".join(t))
 

@@ -71,13 +71,18 @@ def test_line_shape_with_pod_container_and_device():
 @pytest.mark.parametrize("msg", ["a\nb", 'say "hi"', "a=b", "back\\slash", "tab\there",
                                  "line\u2028sep", "\x85next", "", "ünïcødé", "x" * 5000])
 def test_any_message_is_one_line_and_reads_back(msg):
+    """It reads back as display.safe made it: a log viewer that decodes the quoted value
+    must not put a pod's terminal escape on a person's screen either."""
+    from plugin.display import safe
+
     lines = capture()
     log.bind(ifname="we ird\n=x")
     log.warn(msg)
     (line,) = lines
     assert len(line.rstrip("\n").splitlines()) == 1
     fields = parse_logfmt(line.rstrip("\n"))
-    assert fields["msg"] == msg and fields["ifname"] == "we ird\n=x" and fields["level"] == "warn"
+    assert fields["msg"] == safe(msg) and fields["ifname"] == "we ird\\x0a=x"
+    assert fields["level"] == "warn" and all(c.isprintable() for c in fields["msg"])
 
 
 def test_pod_of():

@@ -68,21 +68,21 @@ def test_reconcile_judges_a_netns_by_identity_not_path(tmp_path):
         [record(netns=str(not_a_netns)), record(netns="")]
 
 
-@pytest.mark.parametrize("alias, altnames, pod_names, node_has_name, as_is", [
-    ("ens1f0", (), ["lo", "net1"], False, True),             # as host-device left it
-    ("ens1f0", (), ["lo", "ens1f0"], False, True),           # the pod named it the node name
-    ("", (), ["lo", "net1"], False, False),                  # alias cleared
-    ("eth0", (), ["lo", "net1"], False, False),              # alias changed by the pod
-    ("ens1f0", ("x",), ["lo", "net1"], False, False),        # an altname travels with it
-    ("ens1f0", (), ["lo", "net1", "ens1f0"], False, False),  # a pod link squats the name
-    ("ens1f0", (), ["lo", "net1"], True, False),             # the name is taken on the node
+@pytest.mark.parametrize("name, alias, altnames, taken, node_has_name, as_is", [
+    ("net1", "ens1f0", (), False, False, True),     # as host-device left it
+    ("ens1f0", "ens1f0", (), False, False, False),  # renamed by the pod: never its name
+    ("a\u2000b", "ens1f0", (), False, False, False),  # one host-device calls white space
+    ("net1", "", (), False, False, False),          # alias cleared
+    ("net1", "eth0", (), False, False, False),      # alias changed by the pod
+    ("net1", "ens1f0", ("x",), False, False, False),  # an altname travels with it
+    ("net1", "ens1f0", (), True, False, False),     # a pod link squats the name
+    ("net1", "ens1f0", (), False, True, False),     # the name is taken on the node
 ])
 def test_a_nic_moves_as_is_only_when_nothing_can_get_in_host_devices_way(
-        alias, altnames, pod_names, node_has_name, as_is):
+        name, alias, altnames, taken, node_has_name, as_is):
     from plugin.giveback import Link, _moves_as_is
 
     rec = record()
-    assert rec.snapshot.name == "ens1f0"
-    link = Link("ens1f0" if "ens1f0" in pod_names and "net1" not in pod_names else "net1",
-                "aa:bb:cc:dd:ee:ff", altnames, alias)
-    assert _moves_as_is(rec, link, pod_names, node_has_name) is as_is
+    assert rec.snapshot.name == "ens1f0" and rec.ifname == "net1"
+    link = Link(name, "aa:bb:cc:dd:ee:ff", altnames, alias)
+    assert _moves_as_is(rec, link, taken, node_has_name) is as_is

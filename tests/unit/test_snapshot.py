@@ -350,3 +350,23 @@ def test_restore_sets_only_the_offloads_and_channels_that_differ_from_what_came_
     # nothing known about what came home: every recorded value is set, as before
     assert s.ethtool_words(None) == s.ethtool_words() and len(s.ethtool_words()) > 2
     assert s.channel_words(None) == ["rx", "2", "tx", "1"]
+
+
+def test_altnames_no_batch_line_may_carry_are_recorded_as_not_restorable():
+    """A NIC that came home with a leftover a pod added by raw netlink is still taken."""
+    link = dict(details(), altnames=["enp1s0f0", "x y", "x\ny", "\udcff", "a#b"])
+    s = snapshot().with_link(link)
+    assert s.altnames == ("enp1s0f0",)
+    assert s.not_restorable == ("x y", "x\ny", "\udcff", "a#b")
+    back = LinkSnapshot.from_json(json.loads(json.dumps(s.to_json())))
+    assert back == s
+    assert "x y" not in " ".join(back.restore_lines("ens1f0", "", ("enp1s0f0",)))
+
+
+def test_a_record_without_not_restorable_reads_back_and_bad_ones_are_corrupt():
+    obj = json.loads(json.dumps(with_link().to_json()))
+    del obj["not_restorable"]
+    assert LinkSnapshot.from_json(obj).not_restorable == ()
+    for bad in (["x\0y"], [""], ["x" * 128], [5], "x y", ["a"] * 65):
+        with pytest.raises(ValueError):
+            LinkSnapshot.from_json({**obj, "not_restorable": bad})

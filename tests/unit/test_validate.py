@@ -73,3 +73,14 @@ def test_batch_stderr_attribution():
                                       'Error: inet address is expected rather than "y".\n')
     assert ran == [(2, 'Cannot find device "x"')] and not to_end
     assert backend._attributed("Error: any parse error\n") == ([], False)
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("enp1s0f0", True), ("a#b", True), ("\udcff\udcfe", True), ("x\x01y", True),
+    ("x y", False), ("x\ny", False), ("x/y", False), ("x\ty", False), ("x\x0by", False),
+    ("", False), ("x" * 128, False), ("x\0y", False), ("\ud800", False),
+])
+def test_argv_altname_is_what_ip_takes_as_an_argv_word(name, ok):
+    from plugin.validate import argv_altname
+
+    assert argv_altname(name) is ok
