@@ -1,27 +1,41 @@
-"""The installer (container/install.py) on a fake bundle: the entry runs from any node dir,
+"""The installer (container/install.py) on a small bundle (the real launcher, this machine's
+loader and python3, a script that answers VERSION): the entry runs from any node dir,
 is verified by exec through the CNI bin dir's link, leaves no temp names on failure, and the
 node policy is validated and written atomically."""
 
 import json
 import os
+import pathlib
+import shutil
 import sys
 
 import pytest
 
 from container import freeze, install
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
 ANSWER = ("import json, sys\n"
           "print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['1.0.0', '1.1.0'],"
           " 'argv0': sys.argv[0]}))\n")
 
 
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("launcher") / "amd-host-device"
+    freeze.build_launcher(str(ROOT), str(out))
+    return out
+
+
 @pytest.fixture
-def bundle(tmp_path):
+def bundle(tmp_path, launcher):
     b = tmp_path / "bundle"
     (b / "bin").mkdir(parents=True)
+    (b / "lib").mkdir()
     os.symlink(os.path.realpath(sys.executable), b / "bin" / "python3")
-    (b / "bin" / "amd-host-device").write_text(freeze.STUB + ANSWER)
-    (b / "bin" / "amd-host-device").chmod(0o755)
+    os.symlink(os.path.realpath(f"/lib64/{freeze.LOADER}"), b / "lib" / freeze.LOADER)
+    (b / "lib" / "amd-host-device.py").write_text(ANSWER)
+    shutil.copy(launcher, b / "bin" / "amd-host-device")
     (b / "MANIFEST").write_text("version=9.9.9\ndigest=0123456789abcdef\n")
     return b
 
