@@ -90,3 +90,38 @@ def test_policy_is_validated_and_written_atomically(tmp_path):
     assert json.loads((dest / "amd-host-device.conf").read_text())["allowNonPciDevices"] is True
     assert leftovers(dest) == []
     assert install.install_policy(str(tmp_path / "absent"), str(dest)) is False
+
+
+@pytest.fixture
+def with_delegates(bundle, launcher):
+    (bundle / "delegates").mkdir()
+    (bundle / "libexec").mkdir()
+    for name in install.DELEGATES:
+        shutil.copy(launcher, bundle / "delegates" / name)
+        (bundle / "libexec" / name).write_bytes(b"\x7fELF the Go binary " + name.encode())
+    return bundle
+
+
+def test_delegates_are_links_to_the_bundles_launchers_where_the_node_has_none(with_delegates,
+                                                                               tmp_path):
+    host = tmp_path / "bin"
+    host.mkdir()
+    (host / "static").write_text("#!/bin/sh\necho node's own\n")
+    assert install.install_delegates(str(with_delegates), ".amd-host-device-1-a", str(host)) == 2
+    assert os.readlink(host / "host-device") == ".amd-host-device-1-a/delegates/host-device"
+    assert os.readlink(host / "sbr") == ".amd-host-device-1-a/delegates/sbr"
+    assert (host / "static").read_text() == "#!/bin/sh\necho node's own\n"
+    assert install.ours_linked(str(host), ".amd-host-device-1-a") == ["host-device", "sbr"]
+    # the next bundle: our links follow it, the node's own still untouched
+    assert install.install_delegates(str(with_delegates), ".amd-host-device-2-b", str(host)) == 2
+    assert os.readlink(host / "host-device") == ".amd-host-device-2-b/delegates/host-device"
+    assert install.install_delegates(str(with_delegates), ".amd-host-device-2-b", str(host)) == 0
+    assert leftovers(host) == []
+
+
+def test_a_plain_copy_an_older_installer_left_becomes_a_link(with_delegates, tmp_path):
+    host = tmp_path / "bin"
+    host.mkdir()
+    shutil.copy(with_delegates / "libexec" / "sbr", host / "sbr")
+    install.install_delegates(str(with_delegates), ".amd-host-device-1-a", str(host))
+    assert os.readlink(host / "sbr") == ".amd-host-device-1-a/delegates/sbr"
