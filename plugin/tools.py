@@ -6,6 +6,10 @@ The frozen bundle (container/freeze.py) carries its own ELF loader, C library, `
 never PATH: every node parses the one iproute2 this bundle was tested with, and a node with
 another libc, or none, or no iproute2 at all, is served the same. Run from a checkout (the dev
 venv) there is no bundle: the node's tools by name on PATH, and /bin/sh.
+
+AMD_HOST_DEVICE_TOOLS=node makes a bundle use the node's tools too (the runtime's environment
+is trusted, as PATH is): the suites that put a fault-injecting `ip` on PATH set it, so that
+they test the installed plugin's handling of those faults (`make test-installed`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ NAMES = ("ip", "ethtool", "nsenter", "sh")
 LOADER = "ld-linux-x86-64.so.2"
 # Set by the bundle's launcher (container/launcher.c) to the path the caller exec'd.
 ENTRY_ENV = "AMD_HOST_DEVICE_ENTRY"
+TOOLS_ENV = "AMD_HOST_DEVICE_TOOLS"
 _NODE_SH = "/bin/sh"
 
 
@@ -63,7 +68,7 @@ def bundle_root() -> str:
 
 def tool(name: str) -> Tool:
     root = bundle_root()
-    if root:
+    if root and os.environ.get(TOOLS_ENV) != "node":
         lib = os.path.join(root, "lib")
         return Tool(name, (os.path.join(lib, LOADER), "--library-path", lib, "--argv0", name,
                            os.path.join(root, "libexec", name)), True)
