@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from plugin import log, profile
+from plugin import log, profile, tools
 from plugin.netns import is_net as is_netns
 
 # Failures that go away by themselves: the kernel or another agent is busy with the device.
@@ -73,7 +73,7 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
     """One command, run by this process's command shell (plugin/shell.py), killed if it has
     not answered in COMMAND_TIMEOUT_SECONDS (sh's own `_timeout` polls in 100 ms steps, which
     would cost every command that much)."""
-    from plugin import shell, tools
+    from plugin import shell
 
     lines = stdin.split("\n") if stdin else []
     if lines and lines[-1] == "":
@@ -93,7 +93,7 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
         raise CommandFailed(argv, 128, str(e)) from None
     finally:
         profile.command(argv, time.monotonic() - started)
-    if code == 127:
+    if code == 127 and argv[0] in tools.NAMES:
         raise CommandFailed(argv, code, f"{_not_found(argv)}; {err.strip()}")
     if code != 0:
         raise CommandFailed(argv, code, err)
@@ -103,9 +103,9 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
 def _not_found(argv: Sequence[str]) -> str:
     """Exit 127 (the shell's "not found", nsenter's failed exec) names the tool and its copy,
     as `doctor --tools` would: not just a code and some usage text."""
-    from plugin import tools
-
-    names = [w for w in argv if w in tools.NAMES][:2]   # nsenter, and the tool it execs
+    names = [argv[0]]
+    if argv[0] == "nsenter":   # and the tool it execs: the first word after its options
+        names += [w for w in argv[1:] if not w.startswith("-")][:1]
     return "; ".join(f"{n} not found ({tools.tool(n).describe()})" for n in names) + \
         " (amd-host-device doctor --tools checks every command the plugin runs)"
 
@@ -113,8 +113,6 @@ def _not_found(argv: Sequence[str]) -> str:
 def _ip_without_json(argv: Sequence[str], said: str, code: int) -> CommandFailed:
     """`ip -j` failed (or printed no JSON) for a reason that is not the device: if ip fails the
     same way on `lo`, it is the tool (BusyBox ip, iproute2 < 4.13): say so, by name."""
-    from plugin import tools
-
     try:
         json.loads(run(["ip", "-j", "link", "show", "dev", "lo"]))
         return CommandFailed(argv, code, said)
