@@ -6,7 +6,9 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS build
-ARG VERSION=0.1.0
+# The release (plugin/__init__.py's __version__; `make image` passes it): freeze.py refuses a
+# VERSION the tree does not carry, so the tag, the label and the MANIFEST always agree.
+ARG VERSION
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3 python3-venv patchelf containernetworking-plugins ca-certificates \
@@ -19,12 +21,13 @@ COPY container ./container
 COPY build/wheels ./wheels
 RUN python3 -m venv /venv \
  && /venv/bin/python container/freeze.py --out /opt/amd-host-device \
-      --delegates /usr/lib/cni --wheels wheels --version "${VERSION}" \
+      --delegates /usr/lib/cni --wheels wheels \
+      --version "${VERSION:?pass --build-arg VERSION, as make image does}" \
  && /opt/amd-host-device/bin/amd-host-device --version
 
 # Nothing but the bundle: the installer, the daemon and reconcile all run from it.
 FROM scratch
-ARG VERSION=0.1.0
+ARG VERSION
 ARG SOURCE=https://github.com/amd-host-device/amd-host-device
 LABEL org.opencontainers.image.title="amd-host-device" \
       org.opencontainers.image.description="CNI plugin: an AMD NIC into the pod with its node IP configuration, and back" \

@@ -7,7 +7,8 @@ PLUGIN := $(VENV)/bin/amd-host-device
 APT_PACKAGES := iproute2 ethtool containernetworking-plugins iputils-ping util-linux python3-venv \
                 patchelf podman buildah runc containerd debootstrap gcc libc6-dev dash
 PYTEST_ARGS ?=
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# The release, from its one source of truth (plugin/__init__.py; pyproject reads it too).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' plugin/__init__.py)
 IMAGE ?= localhost/amd-host-device:$(VERSION)
 BASE_IMAGE ?= localhost/amd-host-device-base:bookworm
 export CONTAINERS_CONF := $(CURDIR)/hack/containers.conf
@@ -16,10 +17,14 @@ PROBE_IMAGE ?= localhost/amd-host-device-probe:bookworm
 SANDBOX_IMAGE ?= localhost/amd-host-device-pause:bookworm
 
 .PHONY: setup apt venv test unit integration lint demo bench clean wheels bundle base-image \
-        image test-image test-installed probe-image e2e e2e-podman e2e-kind test-empty-root \
-        test-nodes
+        image test-image test-installed probe-image e2e e2e-podman e2e-kind version \
+        test-empty-root test-nodes
 
 setup: apt venv
+
+# The release this tree builds (tests/unit/test_version.py holds everything else to it).
+version:
+	@echo $(VERSION)
 
 # Install only the Debian packages this machine lacks.
 apt:
@@ -33,7 +38,7 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml plugin/__init__.py
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -119,6 +119,12 @@ def digest(root: str) -> str:
     return h.hexdigest()
 
 
+def release_matches(version: str, frozen: str) -> bool:
+    """The version the image is tagged with is the tree's, or a local build of it (PEP 440
+    `+local`: `0.2.0+upgrade`)."""
+    return version == frozen or version.startswith(frozen + "+")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
@@ -187,9 +193,14 @@ def main() -> int:
                      os.path.join(out, "delegates", name))
     with open(os.path.join(libdir, "amd-host-device.py"), "w") as f:
         f.write(ENTRY)
-    version = args.version or run(sys.executable, "-c",
-                                  f"import sys; sys.path.insert(0, {stdlib!r}); "
-                                  "import plugin; print(plugin.__version__)").strip()
+    frozen = run(sys.executable, "-c", f"import sys; sys.path.insert(0, {stdlib!r}); "
+                 "import plugin; print(plugin.__version__)").strip()
+    version = args.version or frozen
+    if not release_matches(version, frozen):
+        sys.stderr.write(f"freeze: --version {version} is not the release the tree carries "
+                         f"({frozen}, plugin/__init__.py); the tag, label and MANIFEST must "
+                         "agree\n")
+        return 1
     with open(os.path.join(out, "MANIFEST"), "w") as f:
         f.write(f"version={version}\ndigest={digest(out)}\n")
     print(f"froze amd-host-device {version} into {out}")

@@ -192,14 +192,14 @@ def install_bundle(bundle: str, host_dir: str) -> bool:
 
 
 POLICY_FILE = "amd-host-device.conf"
+DEFAULT_POLICY = b"{}\n"
 
 
 def install_policy(source: str, policy_dir: str) -> bool:
     """The node policy from the DaemonSet's ConfigMap (plugin/policy.py): validated, then
-    written atomically beside the CNI configs. No ConfigMap: the node's file is left alone."""
+    written atomically beside the CNI configs. No ConfigMap: see default_policy."""
     if not source or not os.path.exists(source):
-        log("no node policy given; leaving the node's as it is")
-        return False
+        return default_policy(policy_dir)
     from plugin import policy  # the bundle's own copy: the same rules the plugin applies
     from plugin.errors import CniError
 
@@ -214,6 +214,26 @@ def install_policy(source: str, policy_dir: str) -> bool:
         raise InstallError(f"node policy {source}: not valid JSON ({str(e)[:100]})") from None
     except CniError as e:
         raise InstallError(e.msg) from None
+    return _write_policy(data, policy_dir)
+
+
+def default_policy(policy_dir: str) -> bool:
+    """No ConfigMap: the node's own file is left alone, and a node without one gets `{}` (the
+    defaults), so that the plugin's warning about a missing file (on every command) means
+    something is wrong: not the node's root, or a node set up by hand. Best effort: a policy
+    dir this container cannot write is said, not fatal (the plugin runs on the defaults)."""
+    if os.path.lexists(os.path.join(policy_dir, POLICY_FILE)):
+        log("no node policy given; leaving the node's as it is")
+        return False
+    log("no node policy given, and the node has none: writing {} (the defaults)")
+    try:
+        return _write_policy(DEFAULT_POLICY, policy_dir)
+    except InstallError as e:
+        log(f"cannot write the default node policy: {e}; the plugin will warn on every command")
+        return False
+
+
+def _write_policy(data: bytes, policy_dir: str) -> bool:
     try:
         os.makedirs(policy_dir, mode=0o755, exist_ok=True)
         dst = os.path.join(policy_dir, POLICY_FILE)

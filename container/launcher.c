@@ -9,7 +9,8 @@
  *                                        <bundle>/libexec/<name> ARGS   (host-device, static, sbr)
  *
  * AMD_HOST_DEVICE_ENTRY is set to the path the caller exec'd (argv[0] when absolute, else the
- * resolved /proc/self/exe): what plugin.entry_path() returns, for a re-exec.
+ * bundle's own entry): what plugin/noderoot.py's entry_path() returns, for the re-exec in the
+ * node's root (python3's argv[0] is the script, not this).
  * Built with `gcc -static -Os` by container/freeze.py. */
 #include <errno.h>
 #include <limits.h>

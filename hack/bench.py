@@ -10,6 +10,8 @@
 - A profile of where our in-process ADD and DEL spend their time (AMD_HOST_DEVICE_PROFILE=1).
 - Concurrency through the daemon: N NICs x M rounds of parallel ADD then parallel DEL:
   throughput, failures, and whether any record or any address was lost.
+- Time to a usable network: from ADD's start until the pod's first ping6 to its peer succeeds
+  (IPv6 DAD in the pod is what makes this differ from ADD's own time), ours and bare.
 - containerd (the kubelet's path): RunPodSandbox and StopPodSandbox over CRI with our plugin,
   interleaved with the same for a bare host-device+static conflist on the same NIC
   (tests/support/containerd_cri.py, the harness tests/runtime/test_containerd_cri.py uses).
@@ -209,6 +211,62 @@ def concurrency(plugin: str, nics: int, rounds: int) -> dict[str, Any]:
 
 
 _ROOT_NS_FD: int | None = None
+USABLE_LIMIT_SECONDS = 10.0
+
+
+def _first_ping6(pod: str, peer: str) -> float:
+    """Seconds until one ping6 from the pod to the peer answers (a tentative source address
+    fails at once, so this polls as fast as ping starts), capped at USABLE_LIMIT_SECONDS."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < USABLE_LIMIT_SECONDS:
+        if subprocess.run(["nsenter", f"--net={pod}", "ping", "-6", "-n", "-c1", "-W1", peer],
+                          capture_output=True, check=False).returncode == 0:
+            break
+    return time.perf_counter() - started
+
+
+def usable_network(plugin: str, rounds: int) -> dict[str, Any]:
+    """ms from ADD's start until the pod pings its peer over IPv6: bare host-device (static
+    IPAM, DAD in the pod) and ours in process, interleaved on the same NIC and pod."""
+    times: dict[str, dict[str, list[float]]] = {s: {"ADD": [], "usable": []}
+                                                for s in ("bare", "in-process")}
+    with SimNode() as node:
+        nic = node.add_nic(1)
+        pod = node.netns_path(node.add_pod())
+        enter_netns(node.node)
+        try:
+            runners = {"bare": Runner(node, HOST_DEVICE), "in-process": Runner(node, plugin)}
+            ours_conf = node.conf(nic.pci, "1.0.0")
+            bare_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "host-device",
+                         "device": nic.name, "ipam": {"type": "static", "addresses": [
+                             {"address": nic.v4}, {"address": nic.v6}]}}
+            for i in range(rounds + 1):  # one warm-up round, not counted
+                for side, runner in runners.items():
+                    conf = bare_conf if side == "bare" else ours_conf
+                    started = time.perf_counter()
+                    runner.call("ADD", conf, f"usable{i}", pod, "net1")
+                    added = time.perf_counter()
+                    usable = added - started + _first_ping6(pod, nic.peer_v6)
+                    runner.call("DEL", conf, f"usable{i}", pod, "net1")
+                    if side == "bare":
+                        restore_bare(node, nic)
+                    if i >= 1:
+                        times[side]["ADD"].append((added - started) * 1000)
+                        times[side]["usable"].append(usable * 1000)
+        finally:
+            enter_netns_root()
+    return {side: {phase: stats(v) for phase, v in row.items()} for side, row in times.items()}
+
+
+def usable_table(rows: dict[str, Any]) -> list[str]:
+    lines = ["| time to a usable network (ADD start to the first ping6 answered) | bare "
+             "host-device+static median (p10-p90) ms | in-process median (p10-p90) ms |",
+             "| --- | --- | --- |"]
+    for phase, what in (("ADD", "ADD returns"), ("usable", "IPv6 usable")):
+        b, o = rows["bare"][phase], rows["in-process"][phase]
+        lines.append(f"| {what} | {b['median']} ({b['p10']}-{b['p90']}) | {o['median']} "
+                     f"({o['p10']}-{o['p90']}) |")
+    return lines
 
 
 def containerd_side_by_side(plugin: str, rounds: int) -> dict[str, Any]:
@@ -302,6 +360,8 @@ def table(r: dict[str, Any]) -> str:
               f"{c['lost_records_or_addresses']} lost records "
               f"or addresses; latency median {c['latency_ms']['median']} ms, p90 "
               f"{c['latency_ms']['p90']} ms."]
+    if "usable" in r:
+        lines += ["", *usable_table(r["usable"])]
     if "containerd" in r:
         lines += ["", *containerd_table(r["containerd"])]
     return "\n".join(lines)
@@ -319,6 +379,10 @@ def main() -> int:
     p.add_argument("--containerd-rounds", type=int, default=10,
                    help="RunPodSandbox/StopPodSandbox rounds through containerd (0: skip)")
     p.add_argument("--only-containerd", action="store_true", help="the containerd row alone")
+    p.add_argument("--usable-rounds", type=int, default=10,
+                   help="rounds of ADD until the pod pings its peer over IPv6 (0: skip)")
+    p.add_argument("--only-usable", action="store_true",
+                   help="the time-to-a-usable-network rows alone")
     p.add_argument("--out", default=os.path.join(REPO, "bench-results"))
     args = p.parse_args()
     args.plugin = os.path.abspath(args.plugin)  # containerd links to it from its own dir
@@ -328,6 +392,9 @@ def main() -> int:
     _ROOT_NS_FD = os.open("/proc/self/ns/net", os.O_RDONLY)
     results: dict[str, Any] = {"plugin": args.plugin, "host_device": HOST_DEVICE,
                                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if args.only_usable:
+        print("\n".join(usable_table(usable_network(args.plugin, args.usable_rounds or 3))))
+        return 0
     if args.only_containerd:
         rows = containerd_side_by_side(args.plugin, args.containerd_rounds or 10)
         print("\n".join(containerd_table(rows)))
@@ -343,6 +410,8 @@ def main() -> int:
             enter_netns_root()
             node.stop_daemon()
     results["concurrency"] = concurrency(args.plugin, args.nics, args.concurrency_rounds)
+    if args.usable_rounds > 0:
+        results["usable"] = usable_network(args.plugin, args.usable_rounds)
     if args.containerd_rounds > 0:
         results["containerd"] = containerd_side_by_side(args.plugin, args.containerd_rounds)
     os.makedirs(args.out, exist_ok=True)

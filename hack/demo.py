@@ -3,7 +3,9 @@
 
 A node with two AMD "NICs" (veth stand-ins with IPv4+IPv6, a top-of-rack peer, a fake PCI
 sysfs); a pod that lists the same NAD twice (amd.com/nic: 2) gets net1 and net2 with the NICs'
-own addresses, pings the peer through each, is deleted, and the node gets both NICs back.
+own addresses, pings the peer through each (IPv6 too, once, the moment ADD returns), shows
+the pod's network-status annotation as Multus writes it (with the device-info the plugin
+wrote), is deleted, and the node gets both NICs back.
 On the way, what an admin would run on that node: `amd-host-device list` while the pod runs,
 and `amd-host-device doctor` at the end (a simulated node may lack things a real one has, e.g.
 a CNI config naming the plugin, so doctor may show a ✗; the demo does not depend on it).
@@ -14,10 +16,20 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.support.multus import Attachment, MultusPod
+from tests.support.multus import Attachment, MultusPod, network_status
 from tests.support.simnode import SimNode, sh
 
-NAD = {"name": "amd-host-device-nad", "cniVersion": "0.3.1", "type": "amd-host-device"}
+NAD = {"name": "amd-host-device-nad", "cniVersion": "1.0.0", "type": "amd-host-device",
+       "capabilities": {"deviceID": True, "CNIDeviceInfoFile": True}}
+
+
+def device_info(path: str) -> dict[str, object] | None:
+    """What Multus reads back after the plugin chain (nadutils.LoadDeviceInfoFromCNI)."""
+    try:
+        with open(path) as f:
+            return json.load(f)  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None
 
 
 def show(title: str, ns: str, *names: str) -> None:
@@ -47,7 +59,7 @@ def main() -> int:
         pod_ns = node.add_pod()
         pod = MultusPod(node, netns=node.netns_path(pod_ns), name="network-workload",
                         attachments=[Attachment(NAD), Attachment(NAD)],
-                        allocated=[n.pci for n in node.nics])
+                        allocated=[n.pci for n in node.nics], devinfo_root=node.devinfo_root)
         print("\n--- pod network-workload: k8s.v1.cni.cncf.io/networks: "
               "amd-host-device-nad, amd-host-device-nad; amd.com/nic: 2")
         results = pod.add()
@@ -55,10 +67,20 @@ def main() -> int:
             print(f"    ADD {ifname}: {json.dumps(result)}")
         show("inside the pod", pod_ns, "net1", "net2")
         for nic, ifname in zip(node.nics, ("net1", "net2"), strict=True):
-            ok = node.ping(pod_ns, nic.peer_v4)
-            print(f"    ping {nic.peer_v4} (top-of-rack) via {ifname}: {'ok' if ok else 'FAILED'}")
-            if not ok:
-                return 1
+            for peer in (nic.peer_v4, nic.peer_v6):
+                ok = node.ping(pod_ns, peer)
+                print(f"    ping {peer} (top-of-rack) via {ifname}: {'ok' if ok else 'FAILED'}")
+                if not ok:
+                    return 1
+        status = network_status([(p.attachment, p.ifname, result, device_info(p.device_info))
+                                 for p, (_, result) in zip(pod.cache, results, strict=True)])
+        print("\n--- the pod's k8s.v1.cni.cncf.io/network-status (Multus's entries for net1, "
+              "net2)")
+        for line in json.dumps(status, indent=2).splitlines():
+            print("   ", line)
+        if not all("device-info" in entry for entry in status):
+            print("    no device-info in network-status")
+            return 1
         show("node while the pod runs (NICs are gone)", node.node, *names)
         admin(node, "list")
         pod.delete()

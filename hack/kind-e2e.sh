@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 CLUSTER=${CLUSTER:-amd-host-device}
-IMAGE=${IMAGE:-localhost/amd-host-device:0.1.0}
+IMAGE=${IMAGE:-localhost/amd-host-device:0.2.0}
 PROBE_IMAGE=${PROBE_IMAGE:-localhost/amd-host-device-probe:bookworm}
 MULTUS=${MULTUS:-https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.1.0/deployments/multus-daemonset-thick.yml}
 WORKER="$CLUSTER-worker"

@@ -12,13 +12,14 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from plugin import NEWEST_CNI_VERSION, backend, delegate, device, identity, log, uplink
+from plugin import NEWEST_CNI_VERSION, backend, dad, delegate, device, identity, log, uplink
 from plugin.cni import Env
 from plugin.config import NetConf
 from plugin.errors import (
     DEVICE_IN_USE,
     INVALID_CONFIG,
     INVALID_ENV,
+    IO_FAILURE,
     NETWORK_COMMAND_FAILED,
     CniError,
 )
@@ -45,6 +46,7 @@ class NodeView(NamedTuple):
     snapshot: LinkSnapshot
     links: list[dict[str, Any]]
     defaults: list[dict[str, Any]]
+    unproven: tuple[str, ...] = ()  # IPv6 addresses DAD had not proven on the node (dad.py)
 
 
 def capture(netdev: str) -> NodeView:
@@ -59,7 +61,7 @@ def capture(netdev: str) -> NodeView:
     if not addr:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {netdev}: no such link")
     try:
-        return NodeView(parse_snapshot(addr, routes), links, defaults)
+        return NodeView(parse_snapshot(addr, routes), links, defaults, dad.unproven(addr))
     except ValueError as e:  # validate.Corrupt: something restore could not give back
         raise CniError(INVALID_CONFIG, f"refusing to move {netdev}: its configuration "
                        f"cannot be recorded faithfully: {e}") from None
@@ -95,6 +97,14 @@ def _delegate_conf(conf: NetConf, version: str, netdev: str,
                 out["ipam"]["routes"] = [{"dst": r.dst, "gw": r.gw} for r in injected]
                 log.event("injecting routes " + ", ".join(f"{r.dst} via {r.gw}" for r in injected))
     return out
+
+
+def _our_ipv6(conf: NetConf, snapshot: LinkSnapshot) -> list[str]:
+    """The node's IPv6 addresses that static IPAM puts in the pod (none if the NAD has its
+    own IPAM): ADD returns only once they are usable (plugin/dad.py)."""
+    if conf.ipam is not None:
+        return []
+    return [a.cidr for a in snapshot.addresses if a.family == "inet6"]
 
 
 def _require_free_ifname(env: Env) -> None:
@@ -172,6 +182,7 @@ def _stale(store: StateStore, dev: device.Device, env: Env) -> list[Record]:
 
 
 def add(env: Env, conf: NetConf) -> Result:
+    info_file = _device_info_file(conf)  # refused (code 7) before anything happens
     store = StateStore(conf.state_dir)
     dev = _resolve(conf, store)
     log.bind(device=dev.key, netdev=dev.netdev)
@@ -202,10 +213,16 @@ def add(env: Env, conf: NetConf) -> Result:
                   f"{snapshot.mtu}, {'up' if snapshot.up else 'down'}); moving it to the pod")
         try:
             version = hd.pick_version(conf.cni_version)
-            raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
-                               _delegate_conf(conf, version, dev.netdev, snapshot))
+            ours = _our_ipv6(conf, snapshot)
+            with dad.skipping(env.netns, env.ifname,
+                              bool(ours) and not view.unproven) as without_dad:
+                raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
+                                   _delegate_conf(conf, version, dev.netdev, snapshot))
+            if not without_dad:  # without DAD nothing is tentative: nothing to wait for
+                dad.settle(env.netns, env.ifname, ours)
             record = _with_pod_identity(record, env)
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
+            record = record._replace(device_info=_write_device_info(info_file, dev))
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
             # finds the NIC in the pod; only CHECK would need the ADD again.
             store.save(record.with_phase(PHASE_ATTACHED, result.to_dict(NEWEST_CNI_VERSION)), durable=False)
@@ -277,8 +294,34 @@ def _shape(result: Result, env: Env, snapshot: LinkSnapshot, dev: device.Device)
                                  pci_id=dev.pci_address)
 
 
+def _device_info_file(conf: NetConf) -> str:
+    """Where Multus wants the NPWG device-info (runtimeConfig.CNIDeviceInfoFile): only in its
+    devinfo dir (plugin/devinfo.py), else code 7; "" when not asked."""
+    if conf.device_info_file in (None, ""):
+        return ""
+    from plugin import devinfo
+
+    return devinfo.check_path(conf.device_info_file)
+
+
+def _write_device_info(path: str, dev: device.Device) -> str:
+    """The device-info for a PCI NIC; returns the path if we wrote it (DEL removes it), ""
+    otherwise."""
+    if not path or not dev.pci_address:
+        return ""
+    from plugin import devinfo
+
+    try:
+        wrote = devinfo.write(path, devinfo.info(dev.pci_address))
+    except OSError as e:
+        raise CniError(IO_FAILURE, f"cannot write {path}", str(e)) from None
+    return path if wrote else ""
+
+
 def _rollback(store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
-    from plugin import giveback
+    from plugin import devinfo, giveback
+
+    devinfo.remove(record.device_info)
 
     try:
         if giveback.give_back(record, env, conf.state_dir).restored:

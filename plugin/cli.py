@@ -19,6 +19,8 @@ SUBCOMMANDS = (
                       "legacy mappings; corrupt records"),
     ("doctor [--json]", "check this node is ready for the plugin; exit 0 only if it is"),
     ("reconcile [--interval S]", "give back NICs of pods that died without a DEL"),
+    ("daemon [--ping]", "serve CNI requests for the shim (thick mode) and reconcile; what "
+                        "the DaemonSet runs"),
 )
 
 

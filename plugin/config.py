@@ -36,6 +36,9 @@ class NetConf(NamedTuple):
     injections: tuple[Injection, ...] = ()
     warnings: tuple[str, ...] = ()
     policy: NodePolicy = NodePolicy()
+    # runtimeConfig.CNIDeviceInfoFile as given: ADD checks it (plugin/devinfo.py) before it
+    # does anything; DEL, which must not fail on it, uses the path its record kept.
+    device_info_file: Any = None
 
 
 def decode(stdin: bytes) -> dict[str, Any]:
@@ -113,7 +116,8 @@ def parse_netconf(obj: Mapping[str, Any], policy: NodePolicy | None = None) -> N
 
         injections, warnings = route_injection.parse(obj)
     return NetConf(version, name, device_id, _opt_str(obj, "device"), ipam, policy.state_dir,
-                   allow, float(timeout), prev, injections, warnings, policy)
+                   allow, float(timeout), prev, injections, warnings, policy,
+                   runtime.get("CNIDeviceInfoFile"))
 
 
 def _device_id(obj: Mapping[str, Any], runtime: Mapping[str, Any]) -> str:

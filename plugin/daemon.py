@@ -408,15 +408,16 @@ class Daemon:
 
         log.bind(cmd="RECONCILE")
         store = StateStore(self.policy.state_dir)
-        before = len(store.records())
-        try:
+        released = 0
+        try:  # a state dir a newer release laid out (formats.Newer) fails the pass, like others
+            before = len(store.records())
             errors = reconcile.reconcile_once(self.policy.state_dir, self.args.cni_path,
                                             self.args.max_orphan_hours * 3600)
+            released = before - len(store.records())
         except Exception as e:   # the loop goes on; the next pass may succeed
             log.error(f"reconcile pass failed: {e}")
             errors = [str(e)]
-        self.server.report({"op": "RECONCILE", "released": before - len(store.records()),
-                            "errors": len(errors)})
+        self.server.report({"op": "RECONCILE", "released": released, "errors": len(errors)})
         sys.stderr.flush()
         return 1 if errors else 0
 

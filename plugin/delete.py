@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from plugin import backend, device, giveback, legacy, log
+from plugin import backend, device, devinfo, giveback, identity, legacy, log
 from plugin.cni import Env
 from plugin.config import NetConf
-from plugin.errors import CniError
+from plugin.errors import NETWORK_COMMAND_FAILED, TRY_AGAIN_LATER, CniError
+from plugin.netns import is_net as is_netns
 from plugin.state import Record, StateStore
 
 MAX_ORPHAN_SECONDS = 24 * 3600.0
@@ -40,6 +42,7 @@ def delete(env: Env, conf: NetConf) -> None:
     if record is None:
         entry = legacy.find(conf.state_dir, conf.device_id)
         if entry is None:
+            _check_nothing_is_there(env, conf)
             log.event("nothing recorded for this attachment; nothing to give back")
             return
         log.bind(device=entry.device_id, netdev=entry.host_ifname)
@@ -48,8 +51,44 @@ def delete(env: Env, conf: NetConf) -> None:
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
     what = release(store, record, env, conf.lock_timeout)
+    devinfo.remove(record.device_info)  # the attachment ends, wherever its NIC is
     if what is Released.GONE:
         log.event("a concurrent DEL already gave the NIC back")
+
+
+def nic_in_pod(links: Sequence[Mapping[str, Any]], pci: str, ifname: str) -> bool:
+    """Pure: whether `ip -d -j link show` of the pod has the PCI function `pci` as `ifname`
+    (proof by the PCI parent the kernel reports, which a pod cannot forge)."""
+    return any(x.get("ifname") == ifname and identity.parent_pci(x) == pci for x in links)
+
+
+def _check_nothing_is_there(env: Env, conf: NetConf) -> None:
+    """No record is success (DEL is idempotent: the NIC is home, the pod's netns is gone, or
+    ADD failed before the move), unless the attachment's NIC is right there in the pod as
+    CNI_IFNAME: then its record is where this process is not looking (another root's state
+    dir: Multus thick without chrootDir, a changed stateDir), and success would strand the
+    NIC in the pod for good. Code 11: the runtime retries a failed DEL, never a success."""
+    try:
+        pci = device.normalize_pci(conf.device_id) if conf.device_id else ""
+    except CniError:
+        pci = ""
+    if not (pci and env.netns and env.ifname and is_netns(env.netns)):
+        return
+    try:
+        links = backend.ip_json([f"link show dev {env.ifname}"], netns=env.netns,
+                                details=True)[0]
+    except backend.CommandFailed as e:
+        if e.missing_device:
+            return
+        raise CniError(NETWORK_COMMAND_FAILED, f"cannot look into the pod's netns {env.netns}",
+                       str(e)) from None
+    if nic_in_pod(links, pci, env.ifname):
+        raise CniError(TRY_AGAIN_LATER,
+                       f"nothing recorded for this attachment in {conf.state_dir}, but its NIC "
+                       f"{pci} is in the pod as {env.ifname}: its record is somewhere else",
+                       f"looked in {conf.state_dir}; the record is in the node's state dir: run "
+                       "DEL in the node's root (Multus thick: chrootDir, or privileged with "
+                       "hostPID) with the node's policy (its stateDir)")
 
 
 def release(store: StateStore, record: Record, env: Env, lock_timeout: float,
@@ -98,6 +137,7 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
     what = verdict(record, outcome, now, max_orphan)
     if what is Released.RESTORED:
         store.remove(record)
+        devinfo.remove(record.device_info)
         return what
     if outcome.refused:
         log.warn(f"{record.snapshot.name} of {record.attachment} is not on the node; record "
@@ -107,6 +147,7 @@ def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
         log.warn(f"{record.snapshot.name} of {record.attachment} has not come home in "
                  f"{max_orphan / 3600:g} h; forgetting it")
         store.remove(record)
+        devinfo.remove(record.device_info)
         return Released.EXPIRED
     if not record.orphaned_since:
         store.save(record._replace(orphaned_since=now))

@@ -189,7 +189,25 @@ def check_state_dir(node: Node) -> Check:
     if not os.path.isdir(root):
         return Check("state-dir", Status.PASS, f"state dir {root}: absent; the first ADD "
                      "creates it (root, 0700)")
-    return Check("state-dir", Status.PASS, f"state dir {root}: root, 0700")
+    return _store_format(root)
+
+
+def _store_format(root: str) -> Check:
+    """The layout's format (plugin/formats.py): one a newer release made is left untouched,
+    so nothing on this node can be given back until that release runs again."""
+    from plugin import formats
+
+    path = os.path.join(root, formats.STORE_FILE)
+    try:
+        version = formats.check_store(files.read_regular(path, 4096))
+    except formats.Newer as e:
+        return Check("state-dir", Status.FAIL, f"state dir {root}: {e.msg}",
+                     "roll the DaemonSet forward to that release (docs/deploy.md, Upgrading)")
+    except (files.NotRegular, OSError, ValueError, RecursionError) as e:
+        return Check("state-dir", Status.PASS, f"state dir {root}: root, 0700; {path} is "
+                     f"unreadable ({str(e)[:80]}): the next ADD or DEL sets it aside and "
+                     "writes it again")
+    return Check("state-dir", Status.PASS, f"state dir {root}: root, 0700, format {version}")
 
 
 def _policy_path(node: Node) -> str:

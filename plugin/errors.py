@@ -18,6 +18,9 @@ DELEGATE_FAILED = 100
 NETWORK_COMMAND_FAILED = 101
 CHECK_FAILED = 102
 DEVICE_IN_USE = 103
+# Running in another root than the node's (Multus thick without chrootDir) and unable to get
+# there (plugin/noderoot.py).
+NODE_ROOT_UNREACHABLE = 104
 # What Go's libcni reports for "internal"; used only for bugs we did not foresee.
 INTERNAL = 999
 

@@ -41,12 +41,17 @@ class NicIdentity(NamedTuple):
     peer_node: str = ""  # veth peer "<ifindex>:<nsid>" seen from the node
     peer_pod: str = ""   # the same seen from the pod, read right after the move
     # AMD's Go plugin recorded nothing but a name: on the node only (never in a pod), its
-    # mappings keep the old rule that the node's link of that name is the NIC.
+    # mappings keep the old rule that the node's link of that name is the NIC when sysfs
+    # lists it under the PCI function. So do records from before 0.1.0 recorded identity
+    # (plugin/formats.py upgrade); stored as "legacy": true so a re-saved one keeps it.
     legacy: bool = False
 
-    def to_json(self) -> dict[str, str]:
-        return {"pci": self.pci, "permMac": self.perm_mac, "peerNode": self.peer_node,
-                "peerPod": self.peer_pod}
+    def to_json(self) -> dict[str, str | bool]:
+        out: dict[str, str | bool] = {"pci": self.pci, "permMac": self.perm_mac,
+                                      "peerNode": self.peer_node, "peerPod": self.peer_pod}
+        if self.legacy:
+            out["legacy"] = True
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> NicIdentity:
@@ -62,7 +67,11 @@ class NicIdentity(NamedTuple):
             if not isinstance(value, str) or (value and not pattern.fullmatch(value)):
                 raise ValueError(f"identity.{key}: invalid value {str(value)[:40]!r}")
             values[key] = value
-        return cls(values["pci"], values["permMac"], values["peerNode"], values["peerPod"])
+        legacy = obj.get("legacy", False)
+        if not isinstance(legacy, bool):
+            raise ValueError("identity.legacy: must be true or false")
+        return cls(values["pci"], values["permMac"], values["peerNode"], values["peerPod"],
+                   legacy)
 
     @property
     def known(self) -> bool:

@@ -1,5 +1,6 @@
 """`amd-host-device list [--json]`: which pod holds which NIC on this node, which records are
-orphaned, what AMD's Go plugin left behind, and which records are corrupt.
+orphaned, what AMD's Go plugin left behind, which records are corrupt, and which a newer
+release wrote (left untouched: this release does not act on them).
 
 Read-only by construction: the store is opened read_only (nothing created, a corrupt record is
 reported where it lies instead of being set aside), and each record is re-read under a shared
@@ -19,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from plugin import legacy, policy
+from plugin import formats, legacy, policy
 from plugin.errors import CniError
 from plugin.files import NotRegular
 from plugin.state import LEGACY_FILE_NAME, Record, StateStore
@@ -50,7 +51,13 @@ def _attachment(store: StateStore, found: Record, now: float) -> dict[str, Any] 
         "orphaned": bool(record.orphaned_since) or not alive,
         "orphanedSince": iso(record.orphaned_since),
         "busy": not held,
+        "writtenBy": record.written_by,
     }
+
+
+def _newer(e: formats.Newer) -> dict[str, Any]:
+    return {"what": e.what, "formatVersion": e.version, "writtenBy": e.written_by or None,
+            "reason": e.msg, "short": e.short}
 
 
 def _legacy(store: StateStore, corrupt: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,14 +80,19 @@ def collect(state_dir: str, now: float | None = None) -> dict[str, Any]:
     """The whole listing as one JSON-able value (schema SCHEMA)."""
     now = time.time() if now is None else now
     store = StateStore(state_dir, read_only=True)
-    rows = [row for r in store.records() if (row := _attachment(store, r, now))]
+    newer: list[dict[str, Any]] = []
+    try:
+        rows = [row for r in store.records() if (row := _attachment(store, r, now))]
+    except formats.Newer as e:  # the whole store is a newer release's layout
+        rows, newer = [], [_newer(e)]
+    newer += [_newer(e) for e in store.newer]
     corrupt: list[dict[str, Any]] = [{"path": p, "reason": why, "setAside": False}
                                      for p, why in store.unreadable]
     legacy_rows = _legacy(store, corrupt)
     corrupt += [{"path": p, "reason": "set aside by the plugin as unreadable", "setAside": True}
                 for p in store.set_aside()]
     return {"schema": SCHEMA, "stateDir": state_dir, "generatedAt": iso(now),
-            "attachments": rows, "legacy": legacy_rows, "corrupt": corrupt}
+            "attachments": rows, "legacy": legacy_rows, "corrupt": corrupt, "newer": newer}
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -125,10 +137,11 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
     if listing["attachments"]:
         out += _table(
             ("POD", "CONTAINER", "IFNAME", "PCI", "NETDEV", "ADDRESSES", "PHASE", "AGE",
-             "ORPHANED"),
+             "ORPHANED", "BY"),
             [(r["pod"], r["containerID"][:12], r["ifname"], r["pciAddress"], r["netdev"],
               ",".join(r["addresses"]), r["phase"] + (" (busy)" if r["busy"] else ""),
-              _age(r["ageSeconds"]), _orphan_cell(r, now)) for r in listing["attachments"]])
+              _age(r["ageSeconds"]), _orphan_cell(r, now), r["writtenBy"])
+             for r in listing["attachments"]])
     else:
         out.append("  none")
     if listing["legacy"]:
@@ -137,6 +150,12 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
         out += _table(("LEGACY DEVICE", "NETDEV", "ADDRESSES", "STATE"),
                       [(e["deviceID"], e["netdev"], ",".join(e["addresses"]),
                         "UP" if e["up"] else "DOWN") for e in listing["legacy"]])
+    if listing["newer"]:
+        out += ["", "Written by a newer release (left untouched; DEL fails with code 11 until "
+                "the DaemonSet runs that release again):"]
+        out += _table(("RECORD", "WRITTEN BY", "FORMAT", "REASON"),
+                      [(n["what"], n["writtenBy"] or "unknown", n["formatVersion"],
+                        n["short"]) for n in listing["newer"]])
     if listing["corrupt"]:
         out += ["", "Corrupt or set-aside records (the plugin ignores them; inspect, then "
                 "remove):"]

@@ -108,6 +108,15 @@ def main() -> int:
         from plugin import cli
 
         return cli.main(sys.argv[1:])
+    if command != "VERSION":
+        # Before stdin, policy, state or the daemon's socket: in the node's root, or re-exec'd
+        # there (stdin still unread), or an error that says what to change.
+        from plugin import noderoot
+
+        try:
+            noderoot.ensure(command)
+        except CniError as e:
+            return _refuse(e)
     try:
         stdin = sys.stdin.buffer.read()
     except OSError as e:
@@ -122,9 +131,7 @@ def main() -> int:
 
     forwarded = shim.forward(os.environ, stdin)
     if isinstance(forwarded, CniError):
-        _log_failure(f"{forwarded.msg} (code {forwarded.code})")
-        _reply(forwarded.to_dict(_error_version(stdin)))
-        return 1
+        return _refuse(forwarded, stdin)
     if forwarded is not None:
         sys.stdout.buffer.write(forwarded[1])
         return forwarded[0]
@@ -132,6 +139,19 @@ def main() -> int:
     if reply is not None:
         _reply(reply)
     return code
+
+
+def _refuse(error: CniError, stdin: bytes | None = None) -> int:
+    """Log and answer an error found before the request ran (stdin is read here if it was not
+    yet: the error speaks the caller's version)."""
+    if stdin is None:
+        try:
+            stdin = sys.stdin.buffer.read()
+        except OSError:
+            stdin = b""
+    _log_failure(f"{error.msg} (code {error.code})")
+    _reply(error.to_dict(_error_version(stdin)))
+    return 1
 
 
 def answer(command: str, stdin: bytes) -> tuple[int, dict[str, object] | None]:

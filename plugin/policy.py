@@ -3,8 +3,9 @@
 A NAD is tenant input (anyone who may create one in a namespace controls every key), so where
 state lives and which NICs may move are decided here. The file follows the ecosystem's habit of
 a `<plugin>.d/` dir beside the CNI configs (Whereabouts, Multus); the DaemonSet's installer
-writes it atomically from a ConfigMap. A missing file means the defaults, which are the safe
-choices. Env overrides exist for tests and for the daemon's own container.
+writes it atomically from a ConfigMap (`{}` without one). A missing file means the defaults,
+which are the safe choices, and a warning on every command that used them. Env overrides exist
+for tests and for the daemon's own container.
 """
 
 from __future__ import annotations
@@ -133,10 +134,21 @@ def _env_path(environ: Mapping[str, str], var: str) -> str | None:
     return cleaned
 
 
+def _warn_missing(path: str) -> None:
+    """Every command that runs on the defaults says so: the installer always writes a file,
+    so its absence means the node was set up by hand, or this is not the node's root."""
+    from plugin import log
+
+    log.warn(f"node policy {path} not found: using the defaults (the DaemonSet's installer "
+             "always writes one; is this the node's root?)")
+
+
 def load(environ: Mapping[str, str] = os.environ) -> NodePolicy:
     """The node's policy: the file (if any), then the env overrides."""
     path = environ.get(PATH_ENV) or DEFAULT_PATH
     obj = _read(path)
+    if obj is None:
+        _warn_missing(path)
     policy = NodePolicy() if obj is None else parse(obj, path)
     overrides: dict[str, Any] = {}
     state_dir = _env_path(environ, STATE_DIR_ENV)

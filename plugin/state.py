@@ -4,6 +4,7 @@ Layout under stateDir (0700, files 0600):
     attachments/<containerID>@<ifname>.json   what DEL needs to give the NIC back
     devices/<device key>                      symlink to the attachment holding the device
     locks/<device key>.lock                   flock: ADD/DEL of one NIC never interleave
+    format.json                               the layout's formatVersion (plugin/formats.py)
 
 Keyed by attachment so a late DEL from an old sandbox cannot clobber a newer attachment of the
 same NIC; '@' separates the two because container IDs cannot contain it. A name that would pass
@@ -30,14 +31,13 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from plugin import files, log, netns, profile
+from plugin import __version__, files, formats, log, netns, profile
 from plugin import validate as v
 from plugin.errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CniError
 from plugin.files import NotRegular
 from plugin.identity import NicIdentity
 from plugin.snapshot import LinkSnapshot
 
-FORMAT = 1
 # AMD's Go plugin kept all its mappings in this one file of the same dir (plugin/legacy.py).
 LEGACY_FILE_NAME = "ip-interface-mappings.json"
 PHASE_MOVING = "moving"      # recorded before the NIC leaves the node; it may be anywhere
@@ -70,6 +70,10 @@ class Record(NamedTuple):
     pod: str = ""        # "<K8S_POD_NAMESPACE>/<K8S_POD_NAME>" when the runtime sent them
     master: str = ""     # the bridge/bond the NIC was a port of (moved with node policy's opt-in)
     uppers: tuple[str, ...] = ()  # devices stacked on the NIC when it left (gone with the move)
+    # The release that wrote the record as read (display only; a save writes this one's).
+    # New optional fields go here, at the end, with a default (docs/design.md, Record formats).
+    written_by: str = __version__
+    device_info: str = ""  # the NPWG device-info file ADD wrote (plugin/devinfo.py); DEL removes it
 
     def netns_alive(self, path: str = "") -> bool:
         """Whether the pod's netns still exists (and is the same namespace, not a reused
@@ -85,21 +89,25 @@ class Record(NamedTuple):
         return f"{self.container_id}/{self.ifname}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "containerID": self.container_id, "ifname": self.ifname,
+        return {**formats.record_header(),
+                "containerID": self.container_id, "ifname": self.ifname,
                 "deviceKey": self.device_key, "pciAddress": self.pci_address,
                 "netns": self.netns, "phase": self.phase, "snapshot": self.snapshot.to_json(),
                 "result": self.result, "created": self.created, "netnsID": self.netns_id,
                 "orphanedSince": self.orphaned_since, "identity": self.identity.to_json(),
                 "network": self.network, "pod": self.pod, "master": self.master,
-                "uppers": list(self.uppers)}
+                "uppers": list(self.uppers),
+                **({"deviceInfo": self.device_info} if self.device_info else {})}
 
     @classmethod
     def from_json(cls, obj: object) -> Record:
         """A record read back, every field checked as if hostile (plugin/validate.py); raises
-        validate.Corrupt (a ValueError) naming the field. Add a field: add its check here."""
+        validate.Corrupt (a ValueError) naming the field, or formats.Newer (code 11) for a
+        record a newer release wrote. Older shapes are upgraded first (formats.upgrade).
+        Add a field: add its check here, with the default older records read back as."""
         o = v.obj(obj, "record")
-        if o.get("format", FORMAT) != FORMAT:
-            raise v.Corrupt(f"record: format {o.get('format')!r} is not {FORMAT}")
+        formats.check_record(o, "record")
+        o = formats.upgrade(o)
         result = o.get("result")
         return cls(container_id=container_id(o.get("containerID"), "containerID"),
                    ifname=v.ifname(o.get("ifname"), "ifname"),
@@ -113,6 +121,7 @@ class Record(NamedTuple):
                    netns_id=_netns_id(o.get("netnsID", ""), "netnsID"),
                    orphaned_since=v.number(o.get("orphanedSince", 0.0), "orphanedSince"),
                    identity=NicIdentity.from_json(o.get("identity")),
+                   written_by=formats.written_by(o),
                    **_attachment_fields(o))
 
     def with_phase(self, phase: str, result: Mapping[str, Any] | None = None) -> Record:
@@ -149,7 +158,20 @@ def _attachment_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
                                                for u in uppers):
         raise ValueError("uppers: must be a list of interface names")
     out["uppers"] = tuple(uppers)
+    out["device_info"] = _device_info(obj.get("deviceInfo", ""))
     return out
+
+
+def _device_info(value: object) -> str:
+    """Optional: a path DEL unlinks, so only one ADD would have accepted (plugin/devinfo.py)."""
+    if value == "":
+        return ""
+    from plugin import devinfo
+
+    try:
+        return devinfo.check_path(value, "deviceInfo", recorded=True)
+    except CniError as e:
+        raise ValueError(e.msg) from None
 
 
 def _reads_back(data: bytes) -> None:
@@ -254,8 +276,10 @@ class StateStore:
         self._devices = os.path.join(root, "devices")
         self._locks = os.path.join(root, "locks")
         self._ready = False
+        self._described: bool | None = None  # format.json read (cached per store)
         self.read_only = read_only
         self.unreadable: list[tuple[str, str]] = []   # (path, why), filled when read_only
+        self.newer: list[formats.Newer] = []  # records a newer release wrote (left untouched)
 
     # -- layout -------------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -269,13 +293,37 @@ class StateStore:
             _check_dir(self.root)
             if os.lstat(self.root).st_mode & 0o077:
                 os.chmod(self.root, 0o700, follow_symlinks=False)
+            described = self._check_format()  # before anything is created in a newer layout
             for d in (self._attachments, self._devices, self._locks):
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(d, 0o700)
                 _check_dir(d)
+            if not described:
+                self.write_file(os.path.join(self.root, formats.STORE_FILE), formats.store_file())
+                self._described = True
             self._ready = True
         except OSError as e:
             raise _io_error(f"cannot create {self.root}", e) from None
+
+    def _check_format(self) -> bool:
+        """Whether the store says which format it is; formats.Newer (code 11) if a newer
+        release laid it out: nothing in it is read or written then. A file we could not have
+        written is set aside (not when read_only) and the layout taken as format 1, the one
+        every release so far made."""
+        if self._described is not None:
+            return self._described
+        path = os.path.join(self.root, formats.STORE_FILE)
+        try:
+            data = read_regular(path, 4096)
+            formats.check_store(data)
+        except (NotRegular, ValueError, RecursionError) as e:
+            if self.read_only:
+                self.unreadable.append((path, str(e)[:200]))
+            else:
+                set_aside(path, str(e)[:200])
+            data = None
+        self._described = data is not None
+        return self._described
 
     def _record_path(self, container_id: str, ifname: str) -> str:
         return os.path.join(self._attachments, file_name(container_id, ifname))
@@ -433,7 +481,10 @@ class StateStore:
             data = read_regular(path)
             if data is None:
                 return None
-            record = Record.from_json(json.loads(data))
+            obj = json.loads(data)
+            if isinstance(obj, dict):  # a newer release's record: formats.Newer, untouched
+                formats.check_record(obj, f"record {os.path.basename(path)[:300]}")
+            record = Record.from_json(obj)
             if os.path.basename(path) != file_name(record.container_id, record.ifname):
                 raise v.Corrupt(f"it names attachment {record.attachment[:80]!r}")
         except (NotRegular, ValueError, KeyError, TypeError, RecursionError) as e:
@@ -453,6 +504,7 @@ class StateStore:
         try:
             _check_dir(self.root)
             _check_dir(self._attachments)
+            self._check_format()
         except FileNotFoundError:
             return False
         except OSError as e:
@@ -528,6 +580,10 @@ class StateStore:
             if name.endswith(".json") and not name.startswith("."):
                 try:
                     record = self._load(os.path.join(self._attachments, name))
+                except formats.Newer as e:
+                    log.warn(f"{e.msg}; skipped")
+                    self.newer.append(e)
+                    continue
                 except CniError as e:
                     log.error(f"{name}: {e.msg}; skipped")
                     continue

@@ -15,14 +15,11 @@ they test the installed plugin's handling of those faults (`make test-installed`
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
 NAMES = ("ip", "ethtool", "nsenter", "sh")
 LOADER = "ld-linux-x86-64.so.2"
-# Set by the bundle's launcher (container/launcher.c) to the path the caller exec'd.
-ENTRY_ENV = "AMD_HOST_DEVICE_ENTRY"
 TOOLS_ENV = "AMD_HOST_DEVICE_TOOLS"
 _NODE_SH = "/bin/sh"
 
@@ -89,12 +86,3 @@ def expand(argv: Sequence[str]) -> list[str]:
         at += 1
     return head + list(argv[1:at]) + expand(argv[at:])
 
-
-def entry_path() -> str:
-    """The path the runtime exec'd to run this plugin (for a re-exec, e.g. under chroot):
-    the bundle's launcher as called, or the venv's console script."""
-    if bundle_root():
-        called = os.environ.get(ENTRY_ENV, "")
-        return called if os.path.isabs(called) else os.path.join(bundle_root(), "bin",
-                                                                 "amd-host-device")
-    return os.path.abspath(sys.argv[0])

@@ -12,10 +12,11 @@ import time
 
 import pytest
 
+from plugin import __version__
 from tests.support.simnode import SimNode
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("IMAGE", "localhost/amd-host-device:0.1.0")
+IMAGE = os.environ.get("IMAGE", f"localhost/amd-host-device:{__version__}")
 BASE = os.environ.get("BASE_IMAGE", "localhost/amd-host-device-base:bookworm")
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "hack" / "containers.conf"))
 
@@ -45,12 +46,16 @@ def version_of(binary):
 
 
 def test_labels_and_tag_match_the_project():
+    """The label and the bundle's MANIFEST name the release the tree carries (the tag does
+    too when it is the Makefile's: `make image IMAGE=...:wt23` picks its own)."""
     labels = json.loads(podman("image", "inspect", IMAGE).stdout)[0]["Labels"]
-    version = IMAGE.rsplit(":", 1)[1]
-    assert labels["org.opencontainers.image.version"] == version
+    assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.source"]
-    text = (ROOT / "pyproject.toml").read_text()
-    assert f'version = "{version}"' in text
+    manifest = podman("run", "--rm", "--network", "none", "--entrypoint", "cat", IMAGE,
+                      "/opt/amd-host-device/MANIFEST").stdout
+    assert f"version={__version__}\n" in manifest
+    tag = IMAGE.rsplit(":", 1)[1]
+    assert tag == __version__ or not tag[:1].isdigit()
 
 
 def test_init_container_installs_the_plugin_and_missing_delegates(host):
@@ -99,12 +104,35 @@ def test_node_policy_from_a_configmap_is_written(host, tmp_path):
     assert json.loads(policy.read_text()) == {"allowNonPciDevices": True}
 
 
-def test_a_second_run_changes_nothing_and_says_so(host):
-    assert install(host).returncode == 0
-    before = {p: p.lstat().st_mtime_ns for p in host.rglob("*")}
-    again = install(host)
+def install_with_netd(host, netd):
+    return podman("run", "--rm", "--network", "none", "-v", f"{host}:/host/opt/cni/bin",
+                  "-v", f"{netd}:/host/etc/cni/net.d", IMAGE, "--host-dir", "/host/opt/cni/bin",
+                  check=False)
+
+
+def test_without_a_configmap_a_node_without_policy_gets_the_defaults_file(host, tmp_path):
+    """The plugin warns on every command that runs without a policy file: the installer
+    always leaves one, `{}` when no ConfigMap is given, and never replaces the node's own."""
+    netd = tmp_path / "net.d"
+    netd.mkdir()
+    out = install_with_netd(host, netd)
+    assert out.returncode == 0, out.stderr
+    policy = netd / "amd-host-device.d" / "amd-host-device.conf"
+    assert json.loads(policy.read_text()) == {}
+    policy.write_text('{"allowNonPciDevices": true}')
+    again = install_with_netd(host, netd)
+    assert again.returncode == 0 and "leaving the node's as it is" in again.stderr
+    assert json.loads(policy.read_text()) == {"allowNonPciDevices": True}
+
+
+def test_a_second_run_changes_nothing_and_says_so(host, tmp_path):
+    netd = tmp_path / "net.d"      # the node's policy dir persists between runs, as on a node
+    netd.mkdir()
+    assert install_with_netd(host, netd).returncode == 0
+    before = {p: p.lstat().st_mtime_ns for p in [*host.rglob("*"), *netd.rglob("*")]}
+    again = install_with_netd(host, netd)
     assert again.returncode == 0 and "nothing changed" in again.stderr
-    assert {p: p.lstat().st_mtime_ns for p in host.rglob("*")} == before
+    assert {p: p.lstat().st_mtime_ns for p in [*host.rglob("*"), *netd.rglob("*")]} == before
 
 
 def test_the_nodes_own_delegates_are_never_overwritten(host):
@@ -145,7 +173,7 @@ def second_image():
     """A second build (another version) to upgrade to."""
     tag = IMAGE.rsplit(":", 1)[0] + ":upgrade-test"
     subprocess.run(["buildah", "bud", "--quiet", "--isolation", "chroot", "--build-arg",
-                    f"BASE_IMAGE={BASE}", "--build-arg", "VERSION=0.1.0+upgrade", "-t", tag,
+                    f"BASE_IMAGE={BASE}", "--build-arg", f"VERSION={__version__}+upgrade", "-t", tag,
                     "-f", str(ROOT / "Dockerfile"), str(ROOT)], check=True, capture_output=True,
                    timeout=900)
     yield tag
@@ -178,7 +206,7 @@ def test_upgrade_while_the_old_binary_is_executing(host, tmp_path, second_image)
         assert up.returncode == 0 and "replacing" in up.stderr, up.stderr
         assert result["call"].rc == 0, result["call"].stdout + result["call"].stderr
         new = os.readlink(host / "amd-host-device")
-        assert new != old and "0.1.0+upgrade" in new
+        assert new != old and f"{__version__}+upgrade" in new
         assert (host / old.split("/")[0]).is_dir()  # the previous version is kept
         assert not stale.exists()                    # older ones are pruned
         delete = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1")

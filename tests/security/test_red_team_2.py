@@ -261,7 +261,7 @@ def test_a_fifo_at_the_node_policy_path_is_a_cni_error_not_a_hang(node, pod):
     hangs every ADD/DEL/GC and `list` until the runtime kills them; the CNI contract (and
     the state files' own rule: O_NONBLOCK, regular files only) wants a CNI error object."""
     import os
-    os.makedirs(os.path.dirname(node.policy_path), exist_ok=True)
+    os.unlink(node.policy_path)   # the {} the simulated node has, as the installer writes
     os.mkfifo(node.policy_path)
     nic = node.nics[0]
     call = _bounded(lambda: node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1", timeout=30))

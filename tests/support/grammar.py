@@ -241,7 +241,28 @@ def log_line(line: str) -> None:
             and words[2] == "ip":
         _match(NETNS_PATH, words[1][len("--net="):])
         return ip_argv(words[3:])
+    if words[0] == "nsenter" and len(words) > 3 and words[1].startswith("--net=") \
+            and words[2] in ("cat", "tee"):
+        _match(NETNS_PATH, words[1][len("--net="):])
+        return accept_dad(words[2], words[3:])
     raise Bad(f"unexpected tool {words[0]!r}")
+
+
+def accept_dad(tool: str, paths: list[str]) -> None:
+    """plugin/dad.py in the pod's netns: read the default accept_dad; write it and the NIC's."""
+    names = []
+    for path in paths:
+        m = re.fullmatch(r"/proc/sys/net/ipv6/conf/([^/]+)/accept_dad", path)
+        if not m:
+            raise Bad(f"{tool} of {path!r}")
+        names.append(m[1])
+    if tool == "cat" and names != ["default"]:
+        raise Bad(f"cat of {names}")
+    if tool == "tee" and (names[0] != "default" or len(names) > 2
+                          or any(n in ("all", "default") for n in names[1:])):
+        raise Bad(f"tee to {names}")
+    for name in names[1:]:
+        _match(IFNAME, name)
 
 
 def violations(log_text: str) -> list[str]:

@@ -12,6 +12,7 @@ import json
 import random
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ class Nic:
     pci: str
     v4: str
     peer_v4: str
+    v6: str = ""        # nodad on the node, as an admin configures a fabric NIC
+    peer_v6: str = ""
 
 
 class NodeEnv:
@@ -43,6 +46,7 @@ class NodeEnv:
         self.root = f"/var/tmp/{self.tag}"
         self.sysfs = f"{self.root}/sys"
         self.state_dir = f"{self.root}/state"
+        self.devinfo_root = f"{self.root}/devinfo"   # Multus's /var/run/k8s.cni.cncf.io/devinfo
         # Thick mode's socket: only a daemon this suite starts (--daemon) listens there.
         self.socket = f"{self.root}/run/daemon.sock"
         self.nics: list[Nic] = []
@@ -79,7 +83,8 @@ class NodeEnv:
                 "CNI_PATH": self.cni_path, "AMD_HOST_DEVICE_SYSFS": self.sysfs,
                 "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
                 "AMD_HOST_DEVICE_NODE_CONFIG": f"{self.root}/amd-host-device.conf",
-                "AMD_HOST_DEVICE_SOCKET": self.socket}
+                "AMD_HOST_DEVICE_SOCKET": self.socket,
+                "AMD_HOST_DEVICE_DEVINFO_DIR": self.devinfo_root}
 
     def start_daemon(self) -> None:
         """`amd-host-device daemon` in the background on the node, as the DaemonSet runs it;
@@ -120,11 +125,16 @@ class NodeEnv:
     def add_nic(self, i: int) -> Nic:
         s = self.subnet
         nic = Nic(f"{self.tag[-5:]}n{i}", f"0000:{0x40 + i:02x}:00.0", f"10.{s}.{i}.2/24",
-                  f"10.{s}.{i}.1")
+                  f"10.{s}.{i}.1", f"fd00:{s}:{i}::2/64", f"fd00:{s}:{i}::1")
         self.run(f"ip link add {nic.name} mtu 9000 type veth peer name tor{i} netns {self.tor}")
         self.run(f"ip -n {self.tor} link set tor{i} mtu 9000 up")
         self.run(f"ip -n {self.tor} addr add {nic.peer_v4}/24 dev tor{i}")
         self.run(f"ip addr add {nic.v4} dev {nic.name}")
+        # A node container may run with IPv6 disabled: then its NICs are IPv4 only.
+        if (self.run(f"ip -n {self.tor} addr add {nic.peer_v6}/64 dev tor{i} nodad",
+                     check=False).rc != 0
+                or self.run(f"ip addr add {nic.v6} dev {nic.name} nodad", check=False).rc != 0):
+            nic = Nic(nic.name, nic.pci, nic.v4, nic.peer_v4)
         self.run(f"ip link set {nic.name} up")
         self.run(f"mkdir -p {self.sysfs}/bus/pci/devices/{nic.pci}/net/{nic.name}")
         self.nics.append(nic)
@@ -176,6 +186,19 @@ class NodeEnv:
         link = self.link(name, netns) or {}
         return {f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
                 if a.get("scope") != "link"}
+
+    def has_link(self, netns: str) -> Callable[[str], bool]:
+        """Multus's check that an interface name is free in the pod (for MultusPod)."""
+        return lambda ifname: self.link(ifname, netns) is not None
+
+    def remove_file(self, path: str) -> None:
+        """What Multus does with the device-info file on DEL (for MultusPod)."""
+        self.run(f"rm -f {shlex.quote(path)}", in_node=False)
+
+    def read_json(self, path: str) -> Any:
+        """A JSON file on the node; None if there is none."""
+        out = self.run(f"cat {shlex.quote(path)}", check=False, in_node=False)
+        return json.loads(out.stdout) if out.rc == 0 else None
 
     def ping(self, netns: str, address: str) -> bool:
         pod = netns.rsplit("/", 1)[-1]

@@ -70,8 +70,12 @@ class SimNode:
         self.tmp = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self.sysfs = os.path.join(self.tmp, "sys")
         self.state_dir = os.path.join(self.tmp, "state")
-        # The node policy file (hack-free: absent means the defaults); see write_policy().
+        # Multus's /var/run/k8s.cni.cncf.io/devinfo on this node (plugin/devinfo.py)
+        self.devinfo_root = os.path.join(self.tmp, "devinfo")
+        # The node policy file; see write_policy(). `{}` as the installer writes it without a
+        # ConfigMap: a node without one gets a warning on every command.
         self.policy_path = os.path.join(self.tmp, "amd-host-device.d", "amd-host-device.conf")
+        self.write_policy()
         # The daemon's socket (thick mode). Until start_daemon() nothing listens there, so
         # the plugin runs in process (and never reaches a daemon this machine may run).
         self.socket = os.path.join(self.tmp, "run", "daemon.sock")
@@ -171,7 +175,8 @@ class SimNode:
         """What the plugin sees on this node besides the CNI variables."""
         return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                 "AMD_HOST_DEVICE_SYSFS": self.sysfs, "AMD_HOST_DEVICE_STATE_DIR": self.state_dir,
-                "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path, "AMD_HOST_DEVICE_SOCKET": self.socket}
+                "AMD_HOST_DEVICE_NODE_CONFIG": self.policy_path, "AMD_HOST_DEVICE_SOCKET": self.socket,
+                "AMD_HOST_DEVICE_DEVINFO_DIR": self.devinfo_root}
 
     def run(self, *args: str, plugin: str = "", extra_env: dict[str, str] | None = None,
             timeout: float = 120) -> CniCall:

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from plugin import __version__
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PLUGIN = os.environ.get("AMD_HOST_DEVICE_PLUGIN", str(ROOT / ".venv" / "bin" / "amd-host-device"))
 
@@ -24,9 +26,9 @@ def test_no_command_prints_the_about_text_to_stderr_and_exits_0():
     assert p.returncode == 0 and p.stdout == b""
     err = p.stderr.decode()
     lines = err.splitlines()
-    assert lines[0] == "CNI amd-host-device plugin v0.1.0"   # skel's shape: name, version
+    assert lines[0] == f"CNI amd-host-device plugin v{__version__}"   # skel's shape: name, version
     assert lines[1] == "CNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"
-    for sub in ("list [--json]", "doctor [--json]", "reconcile"):
+    for sub in ("list [--json]", "doctor [--json]", "reconcile", "daemon"):
         assert any(line.strip().startswith(sub) for line in lines), sub
 
 
@@ -42,13 +44,14 @@ def test_help_goes_to_stdout(flag):
     p = run(flag)
     assert p.returncode == 0 and b"CNI protocol versions supported" in p.stdout
     assert b"doctor" in p.stdout and b"list" in p.stdout
+    assert any(line.strip().startswith(b"daemon") for line in p.stdout.splitlines())
 
 
 @pytest.mark.parametrize("flag", ["--version", "-V", "version"])
 def test_version_flag(flag):
     p = run(flag)
     assert p.returncode == 0
-    assert p.stdout.decode().startswith("amd-host-device 0.1.0 ")
+    assert p.stdout.decode().startswith(f"amd-host-device {__version__} ")
 
 
 def test_unknown_subcommand_is_a_usage_error():

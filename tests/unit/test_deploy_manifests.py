@@ -17,10 +17,11 @@ def docs(name):
 
 
 def makefile_image():
+    from plugin import __version__
+
     make = (ROOT / "Makefile").read_text()
-    version = re.search(r'^version = "(.*)"', (ROOT / "pyproject.toml").read_text(), re.M)[1]
     image = re.search(r"^IMAGE \?= (\S+)", make, re.M)[1]
-    return image.replace("$(VERSION)", version)
+    return image.replace("$(VERSION)", __version__)
 
 
 def test_daemonset():
@@ -69,6 +70,10 @@ def test_daemonset_runs_the_thick_mode_daemon():
     assert main["readinessProbe"]["exec"]["command"][1:] == ["daemon", "--ping"]
     assert main["command"][:1] == main["readinessProbe"]["exec"]["command"][:1]
     assert os.path.dirname(policy.DEFAULT_SOCKET) in {m["mountPath"] for m in main["volumeMounts"]}
+    devinfo = next(m for m in main["volumeMounts"] if m["name"] == "devinfo")
+    assert devinfo["mountPath"] == "/run/k8s.cni.cncf.io/devinfo" and not devinfo.get("readOnly")
+    volume = next(v for v in spec["volumes"] if v["name"] == "devinfo")
+    assert volume["hostPath"]["path"] == devinfo["mountPath"]
     grace = float(main["command"][main["command"].index("--grace") + 1])
     assert grace < spec["terminationGracePeriodSeconds"]
 
@@ -108,6 +113,7 @@ def test_nads_for_nic_and_vnic():
         assert nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"] == resource
         config = json.loads(nad["spec"]["config"])
         assert config["type"] == "amd-host-device" and config["name"] == nad["metadata"]["name"]
+        assert config["capabilities"] == {"deviceID": True, "CNIDeviceInfoFile": True}
 
 
 def test_seed_pod_lists_the_same_nad_twice_and_asks_for_two_nics():

@@ -15,9 +15,9 @@ from container import freeze, install
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-ANSWER = ("import json, sys\n"
+ANSWER = ("import json, os, sys\n"
           "print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['1.0.0', '1.1.0'],"
-          " 'argv0': sys.argv[0]}))\n")
+          " 'argv0': sys.argv[0], 'entry': os.environ.get('AMD_HOST_DEVICE_ENTRY')}))\n")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,9 @@ def test_any_node_dir_works_spaces_and_length_included(bundle, tmp_path, dirname
     host.mkdir()
     assert install.install_bundle(str(bundle), str(host)) is True
     link = host / "amd-host-device"
-    assert json.loads(install.verify(str(link)))["supportedVersions"][-1] == "1.1.0"
+    answer = json.loads(install.verify(str(link)))
+    assert answer["supportedVersions"][-1] == "1.1.0"
+    assert answer["entry"] == str(link)   # the launcher names what was exec'd (noderoot's re-exec)
     assert leftovers(host) == []
     assert install.install_bundle(str(bundle), str(host)) is False  # idempotent
 
@@ -125,3 +127,26 @@ def test_a_plain_copy_an_older_installer_left_becomes_a_link(with_delegates, tmp
     shutil.copy(with_delegates / "libexec" / "sbr", host / "sbr")
     install.install_delegates(str(with_delegates), ".amd-host-device-1-a", str(host))
     assert os.readlink(host / "sbr") == ".amd-host-device-1-a/delegates/sbr"
+def test_without_a_configmap_a_node_without_policy_gets_the_defaults_and_a_node_file_stays(
+        tmp_path):
+    dest = tmp_path / "net.d" / "amd-host-device.d"
+    assert install.install_policy("", str(dest)) is True
+    assert json.loads((dest / "amd-host-device.conf").read_text()) == {}
+    assert install.install_policy(str(tmp_path / "absent"), str(dest)) is False   # up to date
+    (dest / "amd-host-device.conf").write_text('{"allowPortDevices": true}')    # the admin's own
+    assert install.install_policy("", str(dest)) is False
+    assert json.loads((dest / "amd-host-device.conf").read_text()) == {"allowPortDevices": True}
+    assert leftovers(dest) == []
+
+
+def test_a_policy_dir_that_cannot_be_written_does_not_fail_the_install_without_a_configmap(
+        tmp_path):
+    """Without a ConfigMap the `{}` is a marker, not the admin's setting: the install goes on
+    (the plugin warns on every command); with one, the same failure fails the install."""
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    assert install.install_policy("", str(blocked / "amd-host-device.d")) is False
+    src = tmp_path / "cm.conf"
+    src.write_text("{}")
+    with pytest.raises(install.InstallError):
+        install.install_policy(str(src), str(blocked / "amd-host-device.d"))

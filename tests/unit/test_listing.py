@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from plugin import listing
+from plugin import __version__, listing
 from plugin.snapshot import Address, LinkSnapshot
 from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record, StateStore
 
@@ -47,7 +47,7 @@ def test_empty_and_missing_state_dir(tmp_path):
     got = listing.collect(str(missing), now=NOW)
     assert got == {"schema": "amd-host-device/list/v1", "stateDir": str(missing),
                    "generatedAt": "2027-01-15T08:00:00Z", "attachments": [], "legacy": [],
-                   "corrupt": []}
+                   "corrupt": [], "newer": []}
     assert not missing.exists()   # nothing created
     assert "none" in listing.render(got, now=NOW)
 
@@ -63,12 +63,13 @@ def test_attached_row(tmp_path):
                    "addresses": ["10.1.1.2/24", "fd00:1::2/64"], "phase": "attached",
                    "created": "2027-01-15T06:58:20Z", "ageSeconds": 3700,
                    "netns": "/proc/self/ns/net", "netnsAlive": True, "orphaned": False,
-                   "orphanedSince": None, "busy": False}
+                   "orphanedSince": None, "busy": False, "writtenBy": __version__}
     table = listing.render(got, now=NOW).splitlines()
     assert table[1].split() == ["POD", "CONTAINER", "IFNAME", "PCI", "NETDEV", "ADDRESSES",
-                                "PHASE", "AGE", "ORPHANED"]
+                                "PHASE", "AGE", "ORPHANED", "BY"]
     assert table[2].split() == ["team-a/web-0", "c0123456789a", "net1", "0000:01:00.0",
-                                "ens1f0", "10.1.1.2/24,fd00:1::2/64", "attached", "1h", "no"]
+                                "ens1f0", "10.1.1.2/24,fd00:1::2/64", "attached", "1h", "no",
+                                __version__]
     assert tree(tmp_path) == before
 
 

@@ -110,9 +110,79 @@ def test_a_failed_add_deletes_what_was_added_and_the_failed_one_in_reverse():
         p.add()
     assert [(c["command"], c["ifname"]) for c in r.calls] == [
         ("ADD", "net1"), ("ADD", "net2"), ("DEL", "net2"), ("DEL", "net1")]
-    assert p.cache == []
+    assert r.calls[2]["conf"].get("prevResult") is None      # net2 was never added
+    assert r.calls[3]["conf"]["prevResult"]["interfaces"][0]["name"] == "net1"
+    r.calls.clear()
+    p.delete()   # kubelet's DEL later: Multus DELs every cached delegate again
+    assert [(c["command"], c["ifname"]) for c in r.calls] == [
+        ("DEL", "net3"), ("DEL", "net2"), ("DEL", "net1")]
+    assert all("prevResult" not in c["conf"] for c in r.calls)  # libcni's cache is gone
 
 
 def test_not_enough_devices_is_an_error():
     with pytest.raises(ValueError):
         pod(Recorder(), [Attachment(NAD), Attachment(NAD)], ["0000:01:00.0"]).plan()
+
+
+CAPS = {**NAD, "capabilities": {"deviceID": True, "CNIDeviceInfoFile": True}}
+
+
+def test_runtime_config_only_for_declared_capabilities():
+    r = Recorder()
+    only_id = {**NAD, "capabilities": {"deviceID": True}}
+    literal = {**NAD, "runtimeConfig": {"deviceID": "0000:09:00.0"}}
+    pod(r, [Attachment(NAD), Attachment(only_id), Attachment(CAPS), Attachment(literal),
+            Attachment(CAPS, resource=None, interface="nodev")],
+        ["0000:01:00.0", "0000:02:00.0", "0000:03:00.0", "0000:04:00.0"]).add()
+    confs = [c["conf"] for c in r.calls]
+    assert "runtimeConfig" not in confs[0]
+    assert confs[1]["runtimeConfig"] == {"deviceID": "0000:02:00.0"}
+    assert confs[2]["runtimeConfig"] == {
+        "deviceID": "0000:03:00.0",
+        "CNIDeviceInfoFile": "/var/run/k8s.cni.cncf.io/devinfo/cni/"
+                             "default-amd-host-device-nad-nic-sandbox1_net3"}
+    assert confs[3]["runtimeConfig"] == {"deviceID": "0000:09:00.0"}  # untouched: undeclared
+    assert "runtimeConfig" not in confs[4]     # no device: Multus passes no device-info file
+    assert all(c["cniVersion"] == "1.0.0" for c in confs)
+
+
+def test_del_carries_the_same_runtime_config_and_multus_removes_the_device_info_file():
+    r = Recorder()
+    removed = []
+    p = pod(r, [Attachment(CAPS)], ["0000:01:00.0"])
+    p.remove_file = removed.append
+    p.add()
+    added = r.calls[0]["conf"]["runtimeConfig"]
+    r.calls.clear()
+    p.delete()
+    assert r.calls[0]["conf"]["runtimeConfig"] == added
+    assert removed == [added["CNIDeviceInfoFile"]]
+
+
+def test_a_retried_add_fails_in_multus_before_any_plugin_and_dels_what_it_added():
+    r = Recorder()
+    present = set()
+    p = pod(r, [Attachment(NAD), Attachment(NAD)], ["0000:01:00.0", "0000:02:00.0"])
+    p.ifname_exists = lambda ifname: ifname in present
+    p.add()
+    present.update({"net1", "net2"})
+    r.calls.clear()
+    with pytest.raises(MultusError, match=r"net1.*already exists"):
+        p.add()
+    assert [(c["command"], c["ifname"]) for c in r.calls] == [("DEL", "net1")]
+    assert r.calls[0]["conf"]["prevResult"]["interfaces"][0]["name"] == "net1"
+
+
+def test_network_status_is_built_as_multus_does():
+    from tests.support.multus import network_status
+
+    att = Attachment(NAD, namespace="ns1")
+    result = {"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "mac": "aa:bb:cc:dd:ee:01",
+                                                     "sandbox": "/var/run/netns/p"}],
+              "ips": [{"interface": 0, "address": "10.0.0.2/24"},
+                      {"interface": 0, "address": "fd00::2/64"}]}
+    info = {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:01:00.0"}}
+    assert network_status([(att, "net1", result, info)]) == [{
+        "name": "ns1/amd-host-device-nad-nic", "interface": "net1",
+        "ips": ["10.0.0.2", "fd00::2"], "mac": "aa:bb:cc:dd:ee:01", "dns": {},
+        "device-info": info}]

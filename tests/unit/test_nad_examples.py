@@ -32,3 +32,5 @@ def test_nad_is_valid(path):
                           "deviceID": "0000:01:00.0"})
     assert conf.warnings == ()
     assert bool(conf.injections) == ("routeDstPrefixLen" in ours[0])
+    # so that Multus passes the device-info file and network-status carries device-info
+    assert ours[0]["capabilities"] == {"deviceID": True, "CNIDeviceInfoFile": True}

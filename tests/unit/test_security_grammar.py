@@ -43,6 +43,26 @@ def test_argv_forms():
         log_line("A ip netns exec x touch y")
 
 
+@pytest.mark.parametrize(("line", "ok"), [
+    ("A nsenter --net=/run/netns/p cat /proc/sys/net/ipv6/conf/default/accept_dad", True),
+    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/default/accept_dad", True),
+    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/default/accept_dad "
+     "/proc/sys/net/ipv6/conf/net1/accept_dad", True),
+    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/all/accept_dad", False),
+    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/default/accept_dad "
+     "/proc/sys/net/ipv6/conf/all/accept_dad", False),
+    ("A nsenter --net=/run/netns/p tee /etc/passwd", False),
+    ("A nsenter --net=/run/netns/p cat /proc/sys/net/ipv6/conf/net1/accept_dad", False),
+    ("A nsenter --net=/run/netns/p cat /proc/sys/net/ipv6/conf/default/forwarding", False),
+    ("A tee /proc/sys/net/ipv6/conf/default/accept_dad", False)])
+def test_only_the_pods_accept_dad_is_read_or_written(line, ok):
+    if ok:
+        log_line(line)
+    else:
+        with pytest.raises(Bad):
+            log_line(line)
+
+
 def test_the_link_settings_and_altname_lines_parse():
     s = parse_snapshot(json.loads((DATA / "addr_show.json").read_text()),
                        json.loads((DATA / "route_show_table_all.json").read_text()))
