@@ -1,5 +1,7 @@
-# amd-host-device: a frozen, self-contained plugin bundle (needs only glibc on the node), its
-# installer, and Debian's host-device/static/sbr for nodes that lack them.
+# amd-host-device: a frozen bundle that needs nothing from the node but the kernel (it carries
+# its own ELF loader, glibc, python3, ip, ethtool, nsenter and sh, all from this Debian release;
+# see container/freeze.py), its installer, and Debian's host-device/static/sbr for nodes that
+# lack them (run through the bundle's loader too). The image itself is only the bundle.
 #   buildah bud --isolation chroot --build-arg BASE_IMAGE=... -t amd-host-device:TAG .
 ARG BASE_IMAGE=debian:bookworm-slim
 
@@ -10,6 +12,7 @@ ARG VERSION
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3 python3-venv patchelf containernetworking-plugins ca-certificates \
+      iproute2 ethtool util-linux dash gcc libc6-dev \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -18,10 +21,12 @@ COPY container ./container
 COPY build/wheels ./wheels
 RUN python3 -m venv /venv \
  && /venv/bin/python container/freeze.py --out /opt/amd-host-device \
-      --prefix /opt/amd-host-device --delegates /usr/lib/cni --wheels wheels \
-      --version "${VERSION:?pass --build-arg VERSION, as make image does}"
+      --delegates /usr/lib/cni --wheels wheels \
+      --version "${VERSION:?pass --build-arg VERSION, as make image does}" \
+ && /opt/amd-host-device/bin/amd-host-device --version
 
-FROM ${BASE_IMAGE}
+# Nothing but the bundle: the installer, the daemon and reconcile all run from it.
+FROM scratch
 ARG VERSION
 ARG SOURCE=https://github.com/amd-host-device/amd-host-device
 LABEL org.opencontainers.image.title="amd-host-device" \
@@ -29,11 +34,6 @@ LABEL org.opencontainers.image.title="amd-host-device" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
-# iproute2/ethtool serve the `reconcile` main container (hostNetwork); the plugin itself uses
-# the node's own ip, ethtool and nsenter.
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 ethtool \
- && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/amd-host-device /opt/amd-host-device
-ENTRYPOINT ["/opt/amd-host-device/bin/python3", "-IS", "/opt/amd-host-device/install.py"]
+ENTRYPOINT ["/opt/amd-host-device/lib/ld-linux-x86-64.so.2", "--library-path", "/opt/amd-host-device/lib", "/opt/amd-host-device/bin/python3", "-IS", "/opt/amd-host-device/install.py"]
 CMD ["--host-dir", "/host/opt/cni/bin", "--node-dir", "/opt/cni/bin"]

@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PLUGIN := $(VENV)/bin/amd-host-device
 APT_PACKAGES := iproute2 ethtool containernetworking-plugins iputils-ping util-linux python3-venv \
-                patchelf podman buildah runc containerd debootstrap
+                patchelf podman buildah runc containerd debootstrap gcc libc6-dev dash
 PYTEST_ARGS ?=
 # The release, from its one source of truth (plugin/__init__.py; pyproject reads it too).
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' plugin/__init__.py)
@@ -17,7 +17,8 @@ PROBE_IMAGE ?= localhost/amd-host-device-probe:bookworm
 SANDBOX_IMAGE ?= localhost/amd-host-device-pause:bookworm
 
 .PHONY: setup apt venv test unit integration lint demo bench clean wheels bundle base-image \
-        image test-image test-installed probe-image e2e e2e-podman e2e-kind version
+        image test-image test-installed probe-image e2e e2e-podman e2e-kind version \
+        test-empty-root test-nodes
 
 setup: apt venv
 
@@ -58,7 +59,18 @@ integration: setup
 # the image installed.
 test: setup lint
 	$(VENV)/bin/pytest -q tests/unit tests/property tests/security tests/integration $(PYTEST_ARGS)
-	$(MAKE) e2e test-image test-installed e2e-podman
+	$(MAKE) test-empty-root e2e test-image test-installed e2e-podman
+
+# The bundle installed into an empty root (no libc, no /bin/sh, no ip) and run there: ADD,
+# CHECK, DEL and doctor (tests/nodes). Seconds.
+test-empty-root: bundle
+	AHD_BUNDLE=$(CURDIR)/build/bundle AHD_NODE_ROOTS=empty $(VENV)/bin/pytest -q tests/nodes $(PYTEST_ARGS)
+
+# The same in Debian 11 and 13 minbase roots as well (debootstrap'd once, then cached under
+# /var/tmp/ahd-roots by hack/node-root.sh: the first run needs deb.debian.org).
+test-nodes: bundle
+	AHD_BUNDLE=$(CURDIR)/build/bundle AHD_NODE_ROOTS="empty bullseye trixie" \
+	  $(VENV)/bin/pytest -q tests/nodes $(PYTEST_ARGS)
 
 # Our wheel plus pinned sh, tenacity and prometheus_client: the image build installs these offline.
 wheels: setup

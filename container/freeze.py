@@ -1,23 +1,33 @@
 #!/usr/bin/env python3
-"""Freeze the plugin into a self-contained, relocatable bundle that needs only glibc.
+"""Freeze the plugin into a relocatable bundle that needs nothing from the node but the kernel.
 
-    <out>/bin/python3          the build machine's CPython, rpath -> <out>/lib
-    <out>/bin/amd-host-device  entry: a sh/Python polyglot that finds its own python3
-    <out>/lib/*.so*            every shared library it and its extension modules need
-                               (except glibc's own, which every node has)
-    <out>/lib/python3.X/       the standard library (precompiled), the plugin, sh, tenacity
-    <out>/MANIFEST             version and a digest of the tree (the installer's idempotency)
+    <out>/bin/amd-host-device    the entry: a static launcher (container/launcher.c)
+    <out>/bin/python3            the build's CPython
+    <out>/lib/ld-linux-x86-64.so.2, libc.so.6, ...
+                                 the build's own ELF loader, C library and every shared library
+                                 that python3, its extension modules and the tools load
+    <out>/lib/python3.X/         the standard library (precompiled), the plugin, sh, tenacity
+    <out>/lib/amd-host-device.py the two lines the launcher has python3 run
+    <out>/libexec/ip, ethtool, nsenter, sh (dash)
+                                 the commands the plugin runs (plugin/tools.py), and the
+                                 delegates host-device, static, sbr (Go, dynamically linked)
+    <out>/delegates/<name>       a copy of the launcher per delegate: the installer links these
+                                 into the CNI bin dir where the node has no delegate of its own
+    <out>/MANIFEST               version and a digest of the tree (the installer's idempotency)
+
+Everything dynamically linked runs through the bundle's loader, never the node's:
+`<out>/lib/ld-linux-x86-64.so.2 --library-path <out>/lib [--argv0 NAME] BINARY ARGS`. The
+launcher does that for the plugin and the delegates; plugin/tools.py does it for ip, ethtool,
+nsenter and sh (and for the tool nsenter execs). So the node's glibc version does not matter
+(Debian 11's 2.31, RHEL 8's 2.28, or none at all), nor its /bin/sh, iproute2 or ethtool: every
+node parses the one `ip -j` this bundle was tested with. Nothing is patched at install time, and
+no absolute path is written anywhere, so the bundle works wherever the node mounts it (a path
+with spaces, or longer than a shebang can carry, included).
 
 Why not PyInstaller or Nuitka: measured on this machine (README, "Packaging"), a PyInstaller
 onedir start costs ~56 ms for VERSION and Nuitka's standalone build takes minutes; this
-bundle starts as fast as a bare `python3 -I -S` (~10 ms) because it *is* one: no bootloader,
-no archive unpacking, no site. Nothing is unpacked at run time.
-
-The entry names no absolute path, so it works wherever the node mounts the bundle (a path
-with spaces, or longer than a shebang can carry, included): `/bin/sh` runs its first lines,
-which exec the bundle's python3 from the entry's own directory (or, through the CNI bin dir's
-symlink, from the bundle dir the installer wrote in, with `readlink -f` as the fallback);
-Python reads those same lines as one string and runs the plugin.
+bundle starts as fast as a bare `python3 -I -S` (~10 ms) because it *is* one: a static
+launcher's exec, then the loader, no bootloader, no archive unpacking, no site.
 """
 
 from __future__ import annotations
@@ -32,8 +42,14 @@ import subprocess
 import sys
 import sysconfig
 
+LOADER = "ld-linux-x86-64.so.2"
+# glibc's own libraries: copied like any other, but never patched (the loader and libc must
+# stay byte for byte what the build's Debian ships).
 GLIBC = re.compile(r"^(libc|libm|libpthread|libdl|librt|libutil|libresolv|libnsl|libcrypt|"
-                   r"ld-linux[^.]*|linux-vdso)\.so")
+                   r"ld-linux[^.]*)\.so")
+# The commands the plugin runs (plugin/tools.py names them), from the build's Debian.
+TOOLS = {"ip": "ip", "ethtool": "ethtool", "nsenter": "nsenter", "sh": "dash"}
+DELEGATES = ("host-device", "static", "sbr")
 STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
                "distutils", "site-packages", "dist-packages", "__pycache__", "venv", "sqlite3",
                "dbm", "curses", "unittest", "config-3.11-x86_64-linux-gnu", "turtle.py",
@@ -45,16 +61,6 @@ DYNLOAD_SKIP = ("_sqlite3", "_dbm", "_gdbm", "readline", "_curses", "_curses_pan
                 "_testbuffer", "_testimportmultiple", "_testmultiphase", "_ctypes_test",
                 "_test", "audioop", "_codecs_")
 ENTRY = "from plugin.main import run\nrun()\n"
-# Lines 2-7 run under /bin/sh; to Python they are one string expression. BUNDLE_DIR is the
-# bundle's directory name beside the CNI bin dir's symlink (the installer fills it in).
-STUB = r"""#!/bin/sh
-"true" '''\'
-case "$0" in */*) d=${0%/*} ;; *) d=. ;; esac
-[ -x "$d/python3" ] || d="$d/BUNDLE_DIR/bin"
-[ -x "$d/python3" ] || d=$(dirname "$(readlink -f "$0")")
-exec "$d/python3" -IS "$d/amd-host-device" "$@"
-'''
-"""
 
 
 def run(*argv: str) -> str:
@@ -62,13 +68,30 @@ def run(*argv: str) -> str:
 
 
 def needed_libs(path: str) -> dict[str, str]:
-    """Non-glibc shared libraries (name -> resolved path) that `path` loads, transitively."""
+    """Every shared library (name -> resolved path) that `path` loads, transitively, glibc
+    and its loader included: the node's are never used."""
     libs: dict[str, str] = {}
     for line in run("ldd", path).splitlines():
-        m = re.match(r"\s*(\S+) => (\S+)", line)
-        if m and not GLIBC.match(m[1]) and os.path.exists(m[2]):
-            libs[m[1]] = m[2]
+        m = re.match(r"\s*(\S+) => (\S+)", line) or re.match(r"\s*(/\S*/(ld-linux[^ ]*))", line)
+        if not m:
+            continue
+        name, found = (m[1], m[2]) if "=>" in line else (m[2], m[1])
+        if os.path.exists(found):
+            libs[name] = os.path.realpath(found)
     return libs
+
+
+def which(name: str) -> str:
+    found = shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if not found:
+        sys.exit(f"freeze: {name} is not installed on the build machine")
+    return os.path.realpath(found)
+
+
+def build_launcher(src: str, out: str) -> None:
+    """The static entry (container/launcher.c): needs no libc, no /bin/sh on the node."""
+    run("gcc", "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s", "-o", out,
+        os.path.join(src, "container", "launcher.c"))
 
 
 def copy_stdlib(src: str, dst: str) -> None:
@@ -94,13 +117,6 @@ def digest(root: str) -> str:
             with open(path, "rb") as f:
                 h.update(f.read())
     return h.hexdigest()
-
-
-def write_entry(out: str, bundle_dir: str = "BUNDLE_DIR") -> None:
-    entry = os.path.join(out, "bin", "amd-host-device")
-    with open(entry, "w") as f:
-        f.write(STUB.replace("BUNDLE_DIR", bundle_dir) + ENTRY)
-    os.chmod(entry, 0o755)
 
 
 def release_matches(version: str, frozen: str) -> bool:
@@ -141,25 +157,42 @@ def main() -> int:
         if leftover.endswith(".dist-info") or leftover == "bin":
             shutil.rmtree(os.path.join(stdlib, leftover))
 
-    libs: dict[str, str] = needed_libs(python)
+    libexec = os.path.join(out, "libexec")
+    os.makedirs(libexec)
+    programs = [python]
+    for name, debian_name in TOOLS.items():
+        shutil.copy2(which(debian_name), os.path.join(libexec, name))
+        programs.append(os.path.join(libexec, name))
+    if args.delegates:
+        os.makedirs(os.path.join(out, "delegates"))
+        for name in DELEGATES:
+            shutil.copy2(os.path.join(args.delegates, name), os.path.join(libexec, name))
+            programs.append(os.path.join(libexec, name))
+
     dynload = os.path.join(stdlib, "lib-dynload")
     extensions = [os.path.join(dynload, n) for n in os.listdir(dynload) if n.endswith(".so")]
-    for ext in extensions:
-        libs.update(needed_libs(ext))
+    libs: dict[str, str] = {}
+    for program in (*programs, *extensions):
+        libs.update(needed_libs(program))
+    if LOADER not in libs:
+        sys.exit(f"freeze: ldd named no {LOADER}: not an x86-64 glibc build machine?")
     for name, path in libs.items():
         shutil.copy2(path, os.path.join(libdir, name))
-        run("patchelf", "--set-rpath", "$ORIGIN", os.path.join(libdir, name))
+        if not GLIBC.match(name):
+            run("patchelf", "--set-rpath", "$ORIGIN", os.path.join(libdir, name))
+    os.chmod(os.path.join(libdir, LOADER), 0o755)
     run("patchelf", "--set-rpath", "$ORIGIN/../lib", os.path.join(out, "bin", "python3"))
     for ext in extensions:
         run("patchelf", "--set-rpath", "$ORIGIN/../..", ext)
 
     shutil.copy2(os.path.join(args.src, "container", "install.py"), os.path.join(out, "install.py"))
-    if args.delegates:
-        os.makedirs(os.path.join(out, "delegates"))
-        for name in ("host-device", "static", "sbr"):
-            shutil.copy2(os.path.join(args.delegates, name), os.path.join(out, "delegates", name))
     compileall.compile_dir(stdlib, quiet=2, workers=0)
-    write_entry(out)
+    build_launcher(args.src, os.path.join(out, "bin", "amd-host-device"))
+    for name in DELEGATES if args.delegates else ():
+        shutil.copy2(os.path.join(out, "bin", "amd-host-device"),
+                     os.path.join(out, "delegates", name))
+    with open(os.path.join(libdir, "amd-host-device.py"), "w") as f:
+        f.write(ENTRY)
     frozen = run(sys.executable, "-c", f"import sys; sys.path.insert(0, {stdlib!r}); "
                  "import plugin; print(plugin.__version__)").strip()
     version = args.version or frozen

@@ -2,16 +2,21 @@
 
     <host-dir>/.amd-host-device-<version>-<digest>/   the bundle (versioned, hidden)
     <host-dir>/amd-host-device -> .amd-host-device-<version>-<digest>/bin/amd-host-device
+    <host-dir>/host-device, static, sbr -> .amd-host-device-<...>/delegates/<name>
+                                                       (only where the node has none)
 
 Atomic at every step, so a kubelet exec in flight never sees a half-written or busy file: the
 bundle is copied to a temp dir in the same directory, fsync'd, verified (it must answer
 VERSION), renamed into place, and only then the symlink is switched with one rename; then the
 entry is exec'd once more through that symlink, as the kubelet will (on failure the previous
-link comes back). The entry names no absolute path (see container/freeze.py), so any node dir
-works, spaces and length included. No temp name outlives a failure. The
+link comes back). The entry is a static launcher that finds its bundle from /proc/self/exe
+and brings its own loader and libc (see container/freeze.py), so any node dir works, spaces
+and length included, and nothing is patched here. No temp name outlives a failure. The
 previous version is kept (a plugin started just before the switch may still be loading from
-it); older ones are removed. `host-device`, `static` and `sbr` are installed only where the
-node has none. A second run with the same bundle changes nothing and says so.
+it); older ones are removed. `host-device`, `static` and `sbr` are linked only where the
+node has none (our links follow upgrades). A second run with the same bundle changes nothing
+and says so. With --node-root, the install is then proven in the node's own root (chroot):
+VERSION, `doctor --tools`, and each delegate we linked; a failure there fails the install.
 
 Runs with the bundle's own interpreter (`python3 -IS`): the image needs nothing else.
 """
@@ -97,25 +102,6 @@ def _tmp(host_dir: str, what: str) -> str:
     return os.path.join(host_dir, f".{what}.tmp-{secrets.token_hex(8)}")
 
 
-def set_entry(bundle: str, dirname: str) -> None:
-    """Fill in the bundle's own directory name (never a node path) in the entry's sh lines."""
-    entry = os.path.join(bundle, "bin", NAME)
-    with open(entry) as f:
-        text = f.read()
-    if "BUNDLE_DIR" not in text:
-        raise InstallError(f"{entry} is not a relocatable entry (rebuild the bundle)")
-    tmp = f"{entry}.tmp-{secrets.token_hex(8)}"
-    try:
-        with open(tmp, "x") as f:
-            f.write(text.replace("BUNDLE_DIR", dirname, 1))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, entry)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def verify(entry: str) -> str:
     """Exec the entry itself (its first line, its sh lines, its python3): it must answer
     VERSION before, and after, anything points at it."""
@@ -158,11 +144,19 @@ def current_target(host_dir: str) -> str:
         return ""
 
 
-def install_bundle(bundle: str, host_dir: str) -> bool:
+def bundle_dirname(bundle: str) -> str:
+    """The bundle's (hidden, versioned) directory name in the CNI bin dir."""
     manifest = read_manifest(bundle)
     if not manifest.get("digest"):
         raise InstallError(f"{bundle} has no MANIFEST: not a frozen bundle")
-    dirname = f".{NAME}-{manifest['version']}-{manifest['digest'][:12]}"
+    return f".{NAME}-{manifest['version']}-{manifest['digest'][:12]}"
+
+
+def install_bundle(bundle: str, host_dir: str) -> bool:
+    """The bundle into host_dir, and the entry's link switched to it (the previous bundle is
+    kept: prune() removes older ones once nothing links to them)."""
+    dirname = bundle_dirname(bundle)
+    manifest = read_manifest(bundle)
     target = os.path.join(host_dir, dirname)
     entry = f"{dirname}/bin/{NAME}"
     previous = current_target(host_dir)
@@ -174,7 +168,6 @@ def install_bundle(bundle: str, host_dir: str) -> bool:
         tmp = _tmp(host_dir, dirname)
         try:
             shutil.copytree(bundle, tmp, symlinks=True)
-            set_entry(tmp, dirname)
             fsync_tree(tmp)
             verify(os.path.join(tmp, "bin", NAME))
             shutil.rmtree(target, ignore_errors=True)
@@ -195,7 +188,6 @@ def install_bundle(bundle: str, host_dir: str) -> bool:
         raise
     log(f"installed {NAME} {manifest['version']} ({manifest['digest'][:12]}) in {host_dir}"
         + (f", replacing {previous}" if previous else ""))
-    prune(host_dir, keep={dirname, previous.split("/", 1)[0]})
     return True
 
 
@@ -285,32 +277,102 @@ def prune(host_dir: str, keep: set[str]) -> None:
             log(f"removed old {name}")
 
 
-def install_delegates(source: str, host_dir: str) -> int:
+def _ours(host_dir: str, name: str, bundle: str) -> bool:
+    """A delegate this installer put there: a link into one of our bundles, or (installers
+    before the bundle carried its own libc) a plain copy of the very binary we ship."""
+    dst = os.path.join(host_dir, name)
+    if os.path.islink(dst):
+        return os.readlink(dst).startswith(f".{NAME}-")
+    shipped = os.path.join(bundle, "libexec", name)
+    return (os.path.isfile(dst) and os.path.isfile(shipped)
+            and filecmp.cmp(shipped, dst, shallow=False))
+
+
+def install_delegates(bundle: str, dirname: str, host_dir: str) -> int:
+    """host-device, static and sbr where the node has none: each a link to the bundle's
+    launcher for it (<dirname>/delegates/<name>), which runs the bundled Go binary through the
+    bundle's loader, so it runs on a node without a libc too. Our links follow each upgrade;
+    the node's own delegates are never touched (CNI_PATH order decides between them)."""
     installed = 0
     for name in DELEGATES:
-        src = os.path.join(source, name)
-        dst = os.path.join(host_dir, name)
-        if not os.path.exists(src):
+        if not os.path.exists(os.path.join(bundle, "delegates", name)):
             log(f"image carries no {name}; skipping")
             continue
-        if os.path.lexists(dst):
-            same = os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False)
-            log(f"{name} already installed" if same else f"node has its own {name}; leaving it")
+        dst = os.path.join(host_dir, name)
+        target = f"{dirname}/delegates/{name}"
+        if os.path.lexists(dst) and not _ours(host_dir, name, bundle):
+            log(f"node has its own {name}; leaving it")
             continue
-        def copy(tmp: str, src: str = src) -> None:
-            shutil.copy2(src, tmp)
-            os.chmod(tmp, 0o755)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        if os.path.islink(dst) and os.readlink(dst) == target:
+            log(f"{name} already installed")
+            continue
 
-        _place(_tmp(host_dir, name), dst, copy)
+        def link(tmp: str, target: str = target) -> None:
+            os.symlink(target, tmp)
+
+        try:
+            _place(_tmp(host_dir, name), dst, link)
+        except OSError as e:
+            raise _why(e, dst) from None
         fsync_dir(host_dir)
         log(f"installed {name} (the node had none)")
         installed += 1
     return installed
+
+
+def ours_linked(host_dir: str, dirname: str) -> list[str]:
+    """The delegates that are links into this bundle (the ones we vouch for)."""
+    found = []
+    for name in DELEGATES:
+        dst = os.path.join(host_dir, name)
+        if os.path.islink(dst) and os.readlink(dst).startswith(f"{dirname}/"):
+            found.append(name)
+    return found
+
+
+def _on_node(node_root: str, argv: list[str], env: dict[str, str],
+             stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """argv run chrooted into the node's root, as the kubelet's runtime will run it there."""
+    def enter() -> None:
+        os.chroot(node_root)
+        os.chdir("/")
+
+    return subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=60,
+                          check=False, preexec_fn=enter)
+
+
+def verify_on_node(node_root: str, node_dir: str, delegates: list[str]) -> None:
+    """Prove the install where it will run: in the node's own root (its libc or none, its
+    /bin/sh or none), never this image's userland. The entry must answer VERSION, `doctor
+    --tools` must find every command the plugin runs, and each delegate we linked must answer
+    VERSION. The first failure is the InstallError, with what the node said."""
+    path = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    where = f"on the node (chroot {node_root})"
+    for name in [NAME, *delegates]:
+        entry = os.path.join(node_dir, name)
+        try:
+            proc = _on_node(node_root, [entry], {**path, "CNI_COMMAND": "VERSION"},
+                            b'{"cniVersion":"1.0.0"}')
+        except OSError as e:
+            raise InstallError(f"{where}: {entry} cannot be executed: {e.strerror}") from None
+        except subprocess.SubprocessError as e:
+            raise InstallError(f"{where}: {entry}: {e}") from None
+        if proc.returncode != 0 or b"supportedVersions" not in proc.stdout:
+            raise InstallError(f"{where}: {entry} does not answer VERSION (exit "
+                               f"{proc.returncode}): {proc.stdout[:200]!r} "
+                               f"{proc.stderr.decode(errors='replace')[-300:]}")
+    entry = os.path.join(node_dir, NAME)
+    try:
+        proc = _on_node(node_root, [entry, "doctor", "--tools"], path)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise InstallError(f"{where}: {entry} doctor --tools: {e}") from None
+    if proc.returncode != 0:
+        said = proc.stdout.decode(errors="replace").strip().splitlines()
+        failed = [line.strip() for line in said if line.startswith("✗")] or said[-3:]
+        raise InstallError(f"{where}: `{NAME} doctor --tools` failed: {'; '.join(failed)[:400]}"
+                           f" {proc.stderr.decode(errors='replace')[-200:]}".rstrip())
+    log(f"verified {where}: {entry} answers VERSION and finds its tools"
+        + (f"; {', '.join(delegates)} answer VERSION" if delegates else ""))
 
 
 def check_dir(host_dir: str) -> None:
@@ -336,14 +398,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host-dir", default="/host/opt/cni/bin",
                    help="the node's CNI bin dir as mounted in this container")
     p.add_argument("--node-dir", default="/opt/cni/bin",
-                   help="the same dir as the node (kubelet) sees it; informational: the "
-                   "entry names no node path")
+                   help="the same dir as the node (kubelet) sees it: where --node-root's "
+                   "check runs the plugin (the entry itself names no node path)")
     p.add_argument("--policy", default="",
                    help="node policy JSON to install (the DaemonSet's ConfigMap)")
     p.add_argument("--policy-dir", default="/host/etc/cni/net.d/amd-host-device.d",
                    help="where the node's policy file goes, as mounted in this container")
     p.add_argument("--bundle", default=HERE, help="the frozen bundle to install")
-    p.add_argument("--delegates", default=os.path.join(HERE, "delegates"))
+    p.add_argument("--node-root", default="",
+                   help="the node's / as mounted in this container (e.g. /host): the install "
+                   "is then verified there, chrooted, as the node will run it")
     p.add_argument("--then-sleep", action="store_true",
                    help="stay running after installing (main-container mode)")
     args = p.parse_args(argv)
@@ -351,10 +415,16 @@ def main(argv: list[str] | None = None) -> int:
         check_dir(args.host_dir)
         # Policy first: the plugin never runs on this node under a policy it was not given.
         changed = install_policy(args.policy, args.policy_dir)
-        changed = install_bundle(args.bundle, args.host_dir) or changed
-        changed = install_delegates(args.delegates, args.host_dir) > 0 or changed
+        dirname = bundle_dirname(args.bundle)
+        previous = current_target(args.host_dir).split("/", 1)[0]
+        replaced = install_bundle(args.bundle, args.host_dir)
+        changed = install_delegates(args.bundle, dirname, args.host_dir) > 0 or replaced or changed
+        if replaced:  # only now: nothing of ours links into an older bundle any more
+            prune(args.host_dir, keep={dirname, previous})
         if not changed:
             log("nothing changed")
+        if args.node_root:
+            verify_on_node(args.node_root, args.node_dir, ours_linked(args.host_dir, dirname))
     except InstallError as e:
         log(f"failed: {e}")
         return 1

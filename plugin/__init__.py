@@ -11,3 +11,4 @@ __version__ = "0.2.0"
 CNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 # What we answer in when the caller's version is unknown, and what records keep results in.
 NEWEST_CNI_VERSION = CNI_VERSIONS[-1]
+

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from plugin import log, profile
+from plugin import log, profile, tools
 from plugin.netns import is_net as is_netns
 
 # Failures that go away by themselves: the kernel or another agent is busy with the device.
@@ -86,7 +86,7 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
         raise CommandFailed(argv, 128, str(e)) from None
     started = time.monotonic()
     try:
-        code, out, err = runner.run(argv, lines, COMMAND_TIMEOUT_SECONDS)
+        code, out, err = runner.run(tools.expand(argv), lines, COMMAND_TIMEOUT_SECONDS)
     except shell.Unframed as e:
         raise CommandFailed(argv, 126, str(e)) from None
     except shell.ShellStuck:
@@ -95,9 +95,33 @@ def _run_once(argv: Sequence[str], stdin: str | None) -> str:
         raise CommandFailed(argv, 128, str(e)) from None
     finally:
         profile.command(argv, time.monotonic() - started)
+    if code == 127 and argv[0] in tools.NAMES:
+        raise CommandFailed(argv, code, f"{_not_found(argv)}; {err.strip()}")
     if code != 0:
         raise CommandFailed(argv, code, err, out)
     return out
+
+
+def _not_found(argv: Sequence[str]) -> str:
+    """Exit 127 (the shell's "not found", nsenter's failed exec) names the tool and its copy,
+    as `doctor --tools` would: not just a code and some usage text."""
+    names = [argv[0]]
+    if argv[0] == "nsenter":   # and the tool it execs: the first word after its options
+        names += [w for w in argv[1:] if not w.startswith("-")][:1]
+    return "; ".join(f"{n} not found ({tools.tool(n).describe()})" for n in names) + \
+        " (amd-host-device doctor --tools checks every command the plugin runs)"
+
+
+def _ip_without_json(argv: Sequence[str], said: str, code: int) -> CommandFailed:
+    """`ip -j` failed (or printed no JSON) for a reason that is not the device: if ip fails the
+    same way on `lo`, it is the tool (BusyBox ip, iproute2 < 4.13): say so, by name."""
+    try:
+        json.loads(run(["ip", "-j", "link", "show", "dev", "lo"]))
+        return CommandFailed(argv, code, said)
+    except (CommandFailed, ValueError):
+        return CommandFailed(argv, code, f"ip ({tools.tool('ip').describe()}) does not support "
+                             "-j (JSON output): install iproute2 >= 4.13 (amd-host-device "
+                             f"doctor --tools); it said: {said.strip()[:200]}")
 
 
 def with_retries(fn: Callable[[], T], missing_is_transient: bool = False) -> T:
@@ -149,13 +173,20 @@ def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = 
     details: `ip -d` (link kinds, veth peers, PCI parents, masters).
     numeric: `ip -N`, tables, protocols and scopes as numbers (no /etc/iproute2 names)."""
     opts = ["-j", *(["-d"] if details else []), *(["-N"] if numeric else [])]
-    if len(lines) == 1:
-        out = run(["ip", *opts, *lines[0].split()], netns=netns,
+    argv = ["ip", *opts, *lines[0].split()] if len(lines) == 1 else ["ip", *opts, "-batch", "-"]
+    try:
+        out = run(argv, stdin=None if len(lines) == 1 else _batch(lines), netns=netns,
                   missing_is_transient=missing_is_transient)
-    else:
-        out = run(["ip", *opts, "-batch", "-"], stdin=_batch(lines), netns=netns,
-                  missing_is_transient=missing_is_transient)
-    return _split_arrays(out, len(lines))
+    except (TimedOut, NotANetns):
+        raise
+    except CommandFailed as e:
+        if e.exit_code == 127 or e.missing_device or e.transient():
+            raise
+        raise _ip_without_json(argv, e.stderr, e.exit_code) from None
+    try:
+        return _split_arrays(out, len(lines))
+    except ValueError:
+        raise _ip_without_json(argv, f"no JSON in: {out[:100]!r}", 1) from None
 
 
 class TooLarge(CommandFailed):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin import CNI_VERSIONS, backend, delegate, device, files, policy
+from plugin import CNI_VERSIONS, backend, delegate, device, files, policy, tools
 from plugin.cni import version_key
 from plugin.errors import CniError
 
@@ -67,29 +67,74 @@ class Node:
 
 
 # -- tools ---------------------------------------------------------------------------------------
+def _copy(name: str, node: Node) -> str:
+    """Which copy of a tool runs (plugin/tools.py): "bundled <path>" or "node <path>"."""
+    return tools.tool(name).describe(node.environ.get("PATH"))
+
+
+def _tool_fix(name: str, package: str) -> str:
+    if tools.tool(name).bundled:
+        return "the bundle is damaged: reinstall it (the DaemonSet's installer)"
+    return f"install {package} on the node"
+
+
+def _tool_failed(check: str, name: str, node: Node, e: backend.CommandFailed,
+                 package: str) -> Check:
+    why = "not found" if e.exit_code == 127 else f"failed: {e}"[:200]
+    return Check(check, Status.FAIL, f"{name} ({_copy(name, node)}): {why}",
+                 _tool_fix(name, package))
+
+
 def check_ip(node: Node) -> Check:
-    fix = "install iproute2 >= 4.13 (JSON output) on the node"
+    fix = _tool_fix("ip", "iproute2 >= 4.13 (JSON output)")
     try:
         out = backend.run(["ip", "-j", "link", "show", "dev", "lo"])
         json.loads(out)
     except backend.CommandFailed as e:
-        why = "not found on PATH" if e.exit_code == 127 else f"`ip -j` failed: {e}"[:200]
-        return Check("ip-json", Status.FAIL, f"ip: {why}", fix)
+        if e.exit_code == 127:
+            return _tool_failed("ip-json", "ip", node, e, "iproute2 >= 4.13 (JSON output)")
+        return Check("ip-json", Status.FAIL, f"ip ({_copy('ip', node)}): `ip -j` failed: "
+                     f"{e}"[:200], fix)
     except ValueError:
-        return Check("ip-json", Status.FAIL, "ip: `ip -j` does not print JSON", fix)
+        return Check("ip-json", Status.FAIL, f"ip ({_copy('ip', node)}): `ip -j` does not "
+                     "print JSON", fix)
     try:
         version = backend.run(["ip", "-V"]).strip()
     except backend.CommandFailed:
         version = "ip"
-    return Check("ip-json", Status.PASS, f"ip: {version}: supports -j (JSON)")
+    return Check("ip-json", Status.PASS, f"ip ({_copy('ip', node)}): {version}: supports -j "
+                 "(JSON)")
+
+
+def check_ethtool(node: Node) -> Check:
+    """Without ethtool the offloads and channels a pod changed cannot be recorded, nor given
+    back: a NIC would come home changed."""
+    try:
+        version = backend.run(["ethtool", "--version"]).strip()
+    except backend.CommandFailed as e:
+        return _tool_failed("ethtool", "ethtool", node, e, "ethtool")
+    return Check("ethtool", Status.PASS, f"ethtool ({_copy('ethtool', node)}): {version}")
 
 
 def check_nsenter(node: Node) -> Check:
-    found = shutil.which("nsenter", path=node.environ.get("PATH"))
-    if not found:
-        return Check("nsenter", Status.FAIL, "nsenter: not found on PATH",
-                     "install util-linux on the node")
-    return Check("nsenter", Status.PASS, f"nsenter: {found}")
+    """nsenter runs the pod-side commands of a netns that is not a named one (and execs the
+    same copy of ip after it); `--version` needs no privilege, so the installer can ask too."""
+    try:
+        version = backend.run(["nsenter", "--version"]).strip()
+    except backend.CommandFailed as e:
+        return _tool_failed("nsenter", "nsenter", node, e, "util-linux")
+    return Check("nsenter", Status.PASS, f"nsenter ({_copy('nsenter', node)}): {version}")
+
+
+def check_sh(node: Node) -> Check:
+    """The command shell (plugin/shell.py) that runs every command above."""
+    from plugin import shell
+
+    try:
+        shell.current()
+    except shell.ShellGone as e:
+        return Check("sh", Status.FAIL, f"sh: {e}"[:300], _tool_fix("sh", "a POSIX /bin/sh"))
+    return Check("sh", Status.PASS, f"sh ({_copy('sh', node)}): runs the commands")
 
 
 def check_host_device(node: Node) -> Check:
@@ -369,14 +414,17 @@ def check_cni_configs(node: Node) -> Check:
                  f"{PLUGIN_TYPE}{who}", details=tuple(found))
 
 
+# The commands the plugin runs: all a fresh node needs (the installer's `doctor --tools`).
+TOOL_CHECKS: tuple[Callable[[Node], Check], ...] = (check_ip, check_ethtool, check_nsenter,
+                                                    check_sh)
 CHECKS: tuple[Callable[[Node], Check], ...] = (
-    check_ip, check_nsenter, check_host_device, check_state_dir, check_policy, check_daemon,
+    *TOOL_CHECKS, check_host_device, check_state_dir, check_policy, check_daemon,
     check_nics, check_cni_configs)
 
 
-def run_checks(node: Node) -> list[Check]:
+def run_checks(node: Node, checks: Sequence[Callable[[Node], Check]] = CHECKS) -> list[Check]:
     results = []
-    for check in CHECKS:
+    for check in checks:
         try:
             results.append(check(node))
         except Exception as e:  # a doctor that crashes diagnoses nothing: report, go on
@@ -411,10 +459,13 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--cni-conf-dir", default=os.environ.get(CONF_DIR_ENV) or DEFAULT_CONF_DIR,
                    help=f"the runtime's CNI config dir (default {DEFAULT_CONF_DIR})")
     p.add_argument("--state-dir", default="", help="default: the node policy's stateDir")
+    p.add_argument("--tools", action="store_true",
+                   help="check only the commands the plugin runs (ip, ethtool, nsenter, sh), "
+                   "and which copy each is: what a fresh node needs (the installer runs it)")
     args = p.parse_args(argv)
     node = Node(tuple(d for d in args.cni_path.split(":") if d), args.cni_conf_dir,
                 args.state_dir)
-    results = run_checks(node)
+    results = run_checks(node, TOOL_CHECKS if args.tools else CHECKS)
     ok = all(c.status is not Status.FAIL for c in results)
     if args.json:
         sys.stdout.write(json.dumps({"schema": SCHEMA, "ok": ok,

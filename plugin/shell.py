@@ -1,4 +1,5 @@
-"""One `/bin/sh`, started through `sh` (the package), that runs a request's ip/ethtool commands
+"""One POSIX shell (the bundle's dash, or the node's /bin/sh from a checkout: plugin/tools.py),
+started through `sh` (the package), that runs a request's ip/ethtool commands
 in turn.
 
 Each command `sh` starts forks this Python process and starts I/O threads for it: ~3 ms a
@@ -31,6 +32,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from plugin import tools
 from plugin.imports import load_sh
 
 # The first line on stdin is the nonce (not an argument: /proc/<pid>/cmdline is world-
@@ -111,9 +113,10 @@ class _Shell:
         ours, theirs = os.pipe()   # the lifeline (see _SCRIPT); ours is close-on-exec
         os.set_inheritable(ours, True)
         try:
-            # /bin/sh by path: the plugin's own launcher needs it, and PATH may lack it.
-            self.proc = sh.Command("/bin/sh")(
-                "-c", _SCRIPT, "amd-host-device-shell", str(ours), _pass_fds={ours},
+            # By path (never PATH): the bundle's own, through its loader; else /bin/sh.
+            shell = tools.tool("sh").argv
+            self.proc = sh.Command(shell[0])(
+                *shell[1:], "-c", _SCRIPT, "amd-host-device-shell", str(ours), _pass_fds={ours},
                 _bg=True, _bg_exc=False, _in=self.queue, _new_group=True,
                 _out=self.out, _err=self.err, _done=self._on_done, _tty_out=False,
                 _out_bufsize=1, _err_bufsize=1, _encoding="utf-8",
@@ -201,7 +204,8 @@ def current() -> _Shell:
                 try:
                     shell = _SHELL = _Shell()
                 except Exception as e:  # sh's ErrorReturnCode/CommandNotFound, OSError
-                    raise ShellGone(f"cannot start /bin/sh: {e}") from None
+                    raise ShellGone(f"cannot start the command shell "
+                                    f"({tools.tool('sh').describe()}): {e}") from None
         return shell
 
 

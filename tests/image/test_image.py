@@ -51,8 +51,12 @@ def test_labels_and_tag_match_the_project():
     labels = json.loads(podman("image", "inspect", IMAGE).stdout)[0]["Labels"]
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.source"]
-    manifest = podman("run", "--rm", "--network", "none", "--entrypoint", "cat", IMAGE,
-                      "/opt/amd-host-device/MANIFEST").stdout
+    # The image is the bundle alone (no cat): its own python3, through its own loader.
+    b = "/opt/amd-host-device"
+    manifest = podman("run", "--rm", "--network", "none", "--entrypoint",
+                      f"{b}/lib/ld-linux-x86-64.so.2", IMAGE, "--library-path", f"{b}/lib",
+                      f"{b}/bin/python3", "-IS", "-c",
+                      f"print(open('{b}/MANIFEST').read(), end='')").stdout
     assert f"version={__version__}\n" in manifest
     tag = IMAGE.rsplit(":", 1)[1]
     assert tag == __version__ or not tag[:1].isdigit()
@@ -243,3 +247,41 @@ def test_then_sleep_installs_and_stays_until_stopped(host):
         assert json.loads(podman("inspect", name).stdout)[0]["State"]["ExitCode"] == 0
     finally:
         podman("rm", "-f", name, check=False)
+
+
+def _install_on_node(root):
+    """The init container as the DaemonSet runs it: the node's / at /host (read-only), its CNI
+    bin dir at /host/opt/cni/bin, and --node-root /host."""
+    host = root / "opt" / "cni" / "bin"
+    host.mkdir(parents=True, exist_ok=True)
+    return podman("run", "--rm", "--network", "none", "-v", f"{root}:/host:ro",
+                  "-v", f"{host}:/host/opt/cni/bin", IMAGE, "--host-dir", "/host/opt/cni/bin",
+                  "--node-dir", "/opt/cni/bin", "--node-root", "/host", check=False)
+
+
+def test_the_install_is_proven_in_the_nodes_own_root(tmp_path):
+    """A node root with nothing but the kernel's /proc and /dev (no libc, no /bin/sh, no ip):
+    the installer runs the installed plugin's VERSION and `doctor --tools`, and each delegate
+    it linked, chrooted there, not in the image's userland."""
+    root = tmp_path / "node"
+    (root / "proc").mkdir(parents=True)
+    (root / "dev").mkdir()
+    subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+    subprocess.run(["mount", "--rbind", "/dev", str(root / "dev")], check=True)
+    try:
+        out = _install_on_node(root)
+    finally:
+        subprocess.run(["umount", "-R", str(root / "dev")], check=False)
+        subprocess.run(["umount", str(root / "proc")], check=False)
+    assert out.returncode == 0, out.stderr
+    assert "verified on the node (chroot /host)" in out.stderr
+    assert "host-device, static, sbr answer VERSION" in out.stderr
+
+
+def test_a_node_root_where_the_plugin_cannot_run_fails_the_install_with_the_cause(tmp_path):
+    """No /proc in the node's root: the launcher cannot find its bundle there. The image's
+    own userland would have said all is well; the node's says why not."""
+    out = _install_on_node(tmp_path / "node")
+    assert out.returncode != 0
+    assert "on the node (chroot /host)" in out.stderr and "does not answer VERSION" in out.stderr
+    assert "/proc/self/exe" in out.stderr, out.stderr

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.support.checks import ns, ok, records, restored, script
+from tests.support.checks import NODE_TOOLS, ns, ok, records, restored, script
 
 REAL_IP = shutil.which("ip")
 
@@ -51,7 +51,7 @@ def _ip_killer(tmp_path, pattern):
            '  p=$PPID; while case "$(cat /proc/$p/comm)" in timeout|sh|dash) true;; *) false;; esac\n'
            '  do p=$(cut -d" " -f4 /proc/$p/stat); done\n'
            f'  kill -9 $p; sleep 1;; esac\nexec {REAL_IP} "$@"\n')
-    return {"PATH": f"{d}:{os.environ['PATH']}"}
+    return {"PATH": f"{d}:{os.environ['PATH']}", **NODE_TOOLS}
 
 
 def test_sigkill_while_capturing_leaves_the_node_untouched(node, pod, tmp_path, untouched):

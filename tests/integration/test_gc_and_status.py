@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.support.checks import gc_call, ns, ok, records, restored
+from tests.support.checks import NODE_TOOLS, gc_call, ns, ok, records, restored
 
 
 @pytest.mark.parametrize("key", ["cni.dev/valid-attachments", "cni.dev/attachments"])
@@ -41,5 +41,5 @@ def test_status(node, tmp_path, cni_path_without_host_device):
     noip.mkdir()
     for tool in ("nsenter", "env", "timeout"):
         os.symlink(shutil.which(tool), noip / tool)
-    missing = node.cni("STATUS", node.conf("", "1.1.0"), extra_env={"PATH": str(noip)})
+    missing = node.cni("STATUS", node.conf("", "1.1.0"), extra_env={"PATH": str(noip), **NODE_TOOLS})
     assert missing.json["code"] == 50 and "ip" in missing.json["msg"]

@@ -10,6 +10,8 @@ import threading
 
 import pytest
 
+from tests.support.checks import NODE_TOOLS
+
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_UID=u1"
 
 
@@ -190,19 +192,23 @@ def test_doctor_passes_on_the_simulated_node(node, ready):
     rc, checks = doctor(node, ready)
     assert rc == 0, checks
     assert [n for n, c in checks.items() if c["status"] != "pass"] == []
-    assert list(checks) == ["ip-json", "nsenter", "host-device", "state-dir", "node-policy",
-                            "daemon", "pci-nics", "cni-configs"]
+    assert list(checks) == ["ip-json", "ethtool", "nsenter", "sh", "host-device", "state-dir",
+                            "node-policy", "daemon", "pci-nics", "cni-configs"]
+    # which copy runs: the node's from the venv; the bundle's own when installed (test-installed)
+    copy = "(bundled /" if os.environ.get("AMD_HOST_DEVICE_PLUGIN") else "(node /"
+    for tool in ("ip-json", "ethtool", "nsenter", "sh"):
+        assert copy in checks[tool]["summary"], checks[tool]
     nics = checks["pci-nics"]["details"]
     assert any(n.pci in x and n.name in x and "[AMD]" in x and "ionic" in x and n.v4 in x
                for n in node.nics for x in nics)
     assert "1.0.0" in checks["host-device"]["summary"]
     assert checks["cni-configs"]["details"] == ["10-ahd.conflist: cniVersion 1.0.0"]
     text = node.run("doctor", extra_env=ready)
-    assert text.rc == 0 and text.stdout.count("✓") == 8 and "✗" not in text.stdout
+    assert text.rc == 0 and text.stdout.count("✓") == 10 and "✗" not in text.stdout
 
 
 def test_doctor_table_marks_a_failure_with_its_fix(node, ready, tmp_path):
-    env = {**ready, "PATH": bin_dir(tmp_path, "ip")}
+    env = {**ready, **NODE_TOOLS, "PATH": bin_dir(tmp_path, "ip", "ethtool")}
     text = node.run("doctor", extra_env=env)
     assert text.rc == 1
     lines = text.stdout.splitlines()
@@ -212,19 +218,31 @@ def test_doctor_table_marks_a_failure_with_its_fix(node, ready, tmp_path):
 
 
 def test_doctor_ip_missing(node, ready, tmp_path):
-    failed(node, {**ready, "PATH": bin_dir(tmp_path, "nsenter")}, "ip-json")
+    failed(node, {**ready, **NODE_TOOLS, "PATH": bin_dir(tmp_path, "nsenter")}, "ip-json")
 
 
 def test_doctor_ip_without_json(node, ready, tmp_path):
     old_ip = ('case " $* " in *" -j "*) echo \'Option "-j" is unknown, try "ip -help".\' >&2; '
               f'exit 255;; esac\nexec {shutil.which("ip")} "$@"\n')
-    check = failed(node, {**ready, "PATH": bin_dir(tmp_path, "nsenter", fakes={"ip": old_ip})},
+    check = failed(node, {**ready, **NODE_TOOLS, "PATH": bin_dir(tmp_path, "nsenter", fakes={"ip": old_ip})},
                    "ip-json")
     assert "4.13" in check["fix"]
 
 
+def test_doctor_ethtool_missing(node, ready, tmp_path):
+    """Without ethtool, offloads and channels a pod changed come home silently: not ready."""
+    check = failed(node, {**ready, **NODE_TOOLS, "PATH": bin_dir(tmp_path, "ip", "nsenter")}, "ethtool")
+    assert check["summary"].startswith("ethtool (node: ethtool not found on PATH): not found")
+    assert "install ethtool" in check["fix"]
+
+
+def test_doctor_tools_checks_only_the_tools(node, ready):
+    rc, checks = doctor(node, ready, "--tools")
+    assert rc == 0 and list(checks) == ["ip-json", "ethtool", "nsenter", "sh"]
+
+
 def test_doctor_nsenter_missing(node, ready, tmp_path):
-    failed(node, {**ready, "PATH": bin_dir(tmp_path, "ip")}, "nsenter")
+    failed(node, {**ready, **NODE_TOOLS, "PATH": bin_dir(tmp_path, "ip")}, "nsenter")
 
 
 def test_doctor_host_device_missing(node, ready):
@@ -329,7 +347,7 @@ def test_doctor_cni_config_versions(node, ready, tmp_path, conf, why):
     (conf_dir / "20-ahd.conf").write_text(conf if isinstance(conf, str) else json.dumps(conf))
     old = "echo 'containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3'\n"
     env = {**ready, "AMD_HOST_DEVICE_CNI_CONF_DIR": str(conf_dir),
-           "PATH": bin_dir(tmp_path, "ip", "nsenter", fakes={"containerd": old})}
+           **NODE_TOOLS, "PATH": bin_dir(tmp_path, "ip", "nsenter", fakes={"containerd": old})}
     assert why in failed(node, env, "cni-configs")["summary"]
 
 
@@ -341,7 +359,7 @@ def test_doctor_accepts_1_1_0_where_the_runtime_parses_it(node, ready, tmp_path)
     new = ("echo 'containerd github.com/containerd/containerd/v2 v2.0.2 "
            "c507a0257ea6462fbd6f5ba4f5c74facb04021f4'\n")
     env = {**ready, "AMD_HOST_DEVICE_CNI_CONF_DIR": str(conf_dir),
-           "PATH": bin_dir(tmp_path, "ip", "nsenter", fakes={"containerd": new})}
+           **NODE_TOOLS, "PATH": bin_dir(tmp_path, "ip", "nsenter", "ethtool", fakes={"containerd": new})}
     rc, checks = doctor(node, env)
     assert rc == 0 and "containerd 2.0.2 parses up to 1.1.0" in checks["cni-configs"]["summary"]
 
@@ -368,3 +386,24 @@ def test_doctor_names_a_fifo_in_the_cni_config_dir_and_follows_a_symlink(node, r
                    "cni-configs")
     assert "00-x.conflist" in check["summary"] and "not a regular file" in check["summary"]
     assert "10-ahd.conf: cniVersion 1.0.0" in check["details"]
+
+
+def test_a_failing_add_names_a_missing_ip(node, pod, tmp_path):
+    """As doctor does: which tool, which copy, not just code 101 and a shell's words."""
+    call = node.cni("ADD", node.conf(node.nics[0].pci), "c1", pod, "net1",
+                    extra_env={**NODE_TOOLS, "PATH": bin_dir(tmp_path, "nsenter", "ethtool")})
+    assert call.rc != 0
+    assert "ip not found (node: ip not found on PATH)" in call.json["details"], call.json
+    assert "doctor --tools" in call.json["details"]
+
+
+def test_a_failing_add_names_an_ip_without_json(node, pod, tmp_path):
+    """BusyBox ip, iproute2 < 4.13: ADD says the tool cannot print JSON, not its usage text."""
+    busybox_ip = ('case " $* " in *" -j "*) echo "BusyBox v1.36.1 multi-call binary." >&2; '
+                  f'exit 1;; esac\nexec {shutil.which("ip")} "$@"\n')
+    env = {**NODE_TOOLS, "PATH": bin_dir(tmp_path, "nsenter", "ethtool", fakes={"ip": busybox_ip})}
+    call = node.cni("ADD", node.conf(node.nics[0].pci), "c1", pod, "net1", extra_env=env)
+    assert call.rc != 0
+    assert "does not support -j (JSON output): install iproute2 >= 4.13" in \
+        call.json["details"], call.json
+    assert node.addresses(node.node, node.nics[0].name) == {node.nics[0].v4, node.nics[0].v6}

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 
+from tests.support.checks import NODE_TOOLS
 from tests.support.simnode import sh
 
 
@@ -69,7 +70,7 @@ exec {real} "$@"
 """)
     (d / "ip").chmod(0o755)
     call = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1",
-                    extra_env={"PATH": f"{d}:{os.environ['PATH']}"})
+                    extra_env={"PATH": f"{d}:{os.environ['PATH']}", **NODE_TOOLS})
     ok(call)
     assert "10.250.0.0/24" in call.stderr and "restore step failed" in call.stderr
     assert routes(node, nic, "-6") == before  # IPv6 routes come after the failed line

@@ -4,7 +4,7 @@ Real ip, host-device, namespaces."""
 import os
 import shutil
 
-from tests.support.checks import ok, restored, script
+from tests.support.checks import NODE_TOOLS, ok, restored, script
 
 REAL_IP = shutil.which("ip")
 
@@ -19,7 +19,7 @@ def test_a_transient_ip_failure_is_retried(node, pod, tmp_path):
                     'echo "RTNETLINK answers: Device or resource busy" >&2; exit 2; fi\n'
                     f'exec {REAL_IP} "$@"\n')
     call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1",
-                    extra_env={"PATH": f"{d}:{os.environ['PATH']}"})
+                    extra_env={"PATH": f"{d}:{os.environ['PATH']}", **NODE_TOOLS})
     ok(call)
     assert "retrying" in call.stderr
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
@@ -33,7 +33,7 @@ def test_a_permanent_ip_failure_fails_at_once(node, pod, tmp_path, untouched):
     script(d, "ip", f'echo "$*" >> {calls}; echo "RTNETLINK answers: Operation not permitted" >&2\n'
                     'exit 2\n')
     call = node.cni("ADD", node.conf(node.nics[0].pci), "c1", pod, "net1",
-                    extra_env={"PATH": f"{d}:{os.environ['PATH']}"})
+                    extra_env={"PATH": f"{d}:{os.environ['PATH']}", **NODE_TOOLS})
     assert call.rc != 0 and call.json["code"] == 101
     assert "Operation not permitted" in call.json["details"]
     argvs = calls.read_text().splitlines()  # ADD's reads run at once: one each, none again

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from tests.support.checks import ns, ok, records, restored, script
+from tests.support.checks import NODE_TOOLS, ns, ok, records, restored, script
 from tests.support.simnode import sh
 
 REAL_IP = shutil.which("ip")
@@ -21,7 +21,7 @@ def test_when_the_pod_cannot_be_looked_into_del_fails_and_keeps_the_record(node,
     script(d, "ip", f'case "$*" in *"-n {ns(pod)}"*) echo "RTNETLINK answers: Operation not '
                     f'permitted" >&2; exit 2;; esac\nexec {REAL_IP} "$@"\n')
     call = node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1",
-                    extra_env={"PATH": f"{d}:{os.environ['PATH']}"})
+                    extra_env={"PATH": f"{d}:{os.environ['PATH']}", **NODE_TOOLS})
     assert call.rc != 0 and call.json["code"] == 101
     assert records(node) == ["c1@net1.json"]
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))  # the runtime's retry

@@ -14,6 +14,11 @@ REAL_IP = shutil.which("ip") or "/usr/sbin/ip"
 REAL_NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 
 
+# A bundled plugin runs its own tools; this makes it use PATH's, so that a fault-injecting
+# `ip` first in PATH is the one it runs (plugin/tools.py). A no-op from the venv.
+NODE_TOOLS = {"AMD_HOST_DEVICE_TOOLS": "node"}
+
+
 def ok(call):
     assert call.rc == 0, f"rc={call.rc} stdout={call.stdout} stderr={call.stderr}"
     return call.json
@@ -90,7 +95,8 @@ exec {REAL_NSENTER} "$@"
 """)
     ip.chmod(0o755)
     nsenter.chmod(0o755)
-    return {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
+    return {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+            **NODE_TOOLS}
 
 
 def details(node, netns, name):

@@ -37,8 +37,15 @@ def test_daemonset():
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert "privileged" not in c["securityContext"]
+    # The installer proves the install in the node's own root: chroot, read-only.
+    args = init["args"]
+    assert args[args.index("--node-root") + 1] == "/host"
+    assert init["securityContext"]["capabilities"]["add"] == ["SYS_CHROOT"]
+    node_root = next(m for m in init["volumeMounts"] if m["mountPath"] == "/host")
+    assert node_root["readOnly"] is True
     assert init["args"][:2] == ["--host-dir", "/host/opt/cni/bin"]
-    assert main["command"][3:4] == ["daemon"] and "--reconcile-interval" in main["command"]
+    assert main["command"][:2] == ["/opt/amd-host-device/bin/amd-host-device", "daemon"]
+    assert "--reconcile-interval" in main["command"]
     assert main["securityContext"]["capabilities"]["add"][0] == "NET_ADMIN"
     volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
     assert volumes["cni-bin"] == "/opt/cni/bin"
@@ -60,8 +67,8 @@ def test_daemonset_runs_the_thick_mode_daemon():
     spec = ds["spec"]["template"]["spec"]
     main, = spec["containers"]
     assert spec["hostNetwork"] is True and spec["hostPID"] is True
-    assert main["readinessProbe"]["exec"]["command"][3:] == ["daemon", "--ping"]
-    assert main["command"][:3] == main["readinessProbe"]["exec"]["command"][:3]
+    assert main["readinessProbe"]["exec"]["command"][1:] == ["daemon", "--ping"]
+    assert main["command"][:1] == main["readinessProbe"]["exec"]["command"][:1]
     assert os.path.dirname(policy.DEFAULT_SOCKET) in {m["mountPath"] for m in main["volumeMounts"]}
     devinfo = next(m for m in main["volumeMounts"] if m["name"] == "devinfo")
     assert devinfo["mountPath"] == "/run/k8s.cni.cncf.io/devinfo" and not devinfo.get("readOnly")
