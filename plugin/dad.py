@@ -18,10 +18,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin import backend, log
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
+
+if TYPE_CHECKING:
+    from plugin.node import Node
 
 SETTLE_SECONDS = 10.0   # what the reference plugins allow (pkg/ip SettleAddresses)
 SETTLE_INTERVAL = 0.05
@@ -48,18 +51,18 @@ def unproven(addr_show: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _read_default(netns: str) -> str | None:
+def _read_default(node: Node, netns: str) -> str | None:
     try:
-        value = backend.run(["cat", _accept_dad("default")], netns=netns).strip()
+        value = backend.run(node, ["cat", _accept_dad("default")], netns=netns).strip()
     except backend.CommandFailed as e:
         log.event(f"cannot read the pod's IPv6 accept_dad ({e}); its addresses get DAD")
         return None
     return value if value.lstrip("-").isdigit() else None
 
 
-def _write(netns: str, names: Iterable[str], value: str) -> bool:
+def _write(node: Node, netns: str, names: Iterable[str], value: str) -> bool:
     try:
-        backend.run(["tee", *(_accept_dad(n) for n in names)], stdin=f"{value}\n", netns=netns)
+        backend.run(node, ["tee", *(_accept_dad(n) for n in names)], stdin=f"{value}\n", netns=netns)
         return True
     except backend.CommandFailed as e:
         log.warn(f"cannot set IPv6 accept_dad={value} in the pod: {e}")
@@ -67,18 +70,18 @@ def _write(netns: str, names: Iterable[str], value: str) -> bool:
 
 
 @contextlib.contextmanager
-def skipping(netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
+def skipping(node: Node, netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
     """Around host-device's ADD: yields whether the NIC surely arrives with DAD off (we turned
     it off). On a normal exit the NIC's own accept_dad is set to the pod's default too; the
     default is put back whatever happens."""
-    saved = _read_default(netns) if wanted else None
+    saved = _read_default(node, netns) if wanted else None
     if saved is None or saved == "0":
         # "0": the pod skips DAD already (or another ADD into this pod has it off just now:
         # then it puts it back, maybe before our NIC arrives): nothing to change or put back,
         # and the caller settles, which costs one read when nothing is tentative.
         yield False
         return
-    if not _write(netns, ["default"], "0"):
+    if not _write(node, netns, ["default"], "0"):
         yield False
         return
     ok = False
@@ -87,14 +90,14 @@ def skipping(netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
         ok = True
     finally:
         names = ["default"] + ([ifname] if ok and ifname not in _NOT_A_LINK else [])
-        if not _write(netns, names, saved) and ok:
+        if not _write(node, netns, names, saved) and ok:
             raise CniError(NETWORK_COMMAND_FAILED, "cannot put back the pod's IPv6 "
                            f"accept_dad={saved}")
 
 
-def _states(netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
+def _states(node: Node, netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
     try:
-        shown = backend.ip_json([f"address show dev {ifname}"], netns=netns)[0]
+        shown = backend.ip_json(node, [f"address show dev {ifname}"], netns=netns)[0]
     except backend.CommandFailed as e:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {ifname}'s addresses in the pod",
                        str(e)) from None
@@ -102,7 +105,7 @@ def _states(netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
             for a in link.get("addr_info", []) if a.get("family") == "inet6"}
 
 
-def settle(netns: str, ifname: str, cidrs: Sequence[str],
+def settle(node: Node, netns: str, ifname: str, cidrs: Sequence[str],
            timeout: float = SETTLE_SECONDS) -> None:
     """Wait until none of `cidrs` is tentative on the NIC in the pod; one that failed DAD, or
     is still tentative after `timeout`, is an error naming it (the caller rolls back)."""
@@ -110,7 +113,7 @@ def settle(netns: str, ifname: str, cidrs: Sequence[str],
         return
     deadline = time.monotonic() + timeout
     while True:
-        states = _states(netns, ifname)
+        states = _states(node, netns, ifname)
         failed = [c for c in cidrs if states.get(c, {}).get("dadfailed")]
         if failed:
             raise CniError(NETWORK_COMMAND_FAILED, f"IPv6 address {', '.join(failed)} failed "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin import backend, device, devinfo, giveback, identity, legacy, log
 from plugin.cni import Env
@@ -23,6 +23,9 @@ from plugin.config import NetConf
 from plugin.errors import NETWORK_COMMAND_FAILED, TRY_AGAIN_LATER, CniError
 from plugin.netns import is_net as is_netns
 from plugin.state import Record, StateStore
+
+if TYPE_CHECKING:
+    from plugin.node import Node
 
 MAX_ORPHAN_SECONDS = 24 * 3600.0
 
@@ -36,21 +39,21 @@ class Released(enum.Enum):
     GONE = "gone"          # a concurrent DEL had already released it
 
 
-def delete(env: Env, conf: NetConf) -> None:
+def delete(node: Node, env: Env, conf: NetConf) -> None:
     store = StateStore(conf.state_dir)
     record = store.load(env.container_id, env.ifname)
     if record is None:
         entry = legacy.find(conf.state_dir, conf.device_id)
         if entry is None:
-            _check_nothing_is_there(env, conf)
+            _check_nothing_is_there(node, env, conf)
             log.event("nothing recorded for this attachment; nothing to give back")
             return
         log.bind(device=entry.device_id, netdev=entry.host_ifname)
-        what = release_legacy(store, entry, env, conf.lock_timeout)
+        what = release_legacy(node, store, entry, env, conf.lock_timeout)
         log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
-    what = release(store, record, env, conf.lock_timeout)
+    what = release(node, store, record, env, conf.lock_timeout)
     devinfo.remove(record.device_info)  # the attachment ends, wherever its NIC is
     if what is Released.GONE:
         log.event("a concurrent DEL already gave the NIC back")
@@ -62,7 +65,7 @@ def nic_in_pod(links: Sequence[Mapping[str, Any]], pci: str, ifname: str) -> boo
     return any(x.get("ifname") == ifname and identity.parent_pci(x) == pci for x in links)
 
 
-def _check_nothing_is_there(env: Env, conf: NetConf) -> None:
+def _check_nothing_is_there(node: Node, env: Env, conf: NetConf) -> None:
     """No record is success (DEL is idempotent: the NIC is home, the pod's netns is gone, or
     ADD failed before the move), unless the attachment's NIC is right there in the pod as
     CNI_IFNAME: then its record is where this process is not looking (another root's state
@@ -75,7 +78,7 @@ def _check_nothing_is_there(env: Env, conf: NetConf) -> None:
     if not (pci and env.netns and env.ifname and is_netns(env.netns)):
         return
     try:
-        links = backend.ip_json([f"link show dev {env.ifname}"], netns=env.netns,
+        links = backend.ip_json(node, [f"link show dev {env.ifname}"], netns=env.netns,
                                 details=True)[0]
     except backend.CommandFailed as e:
         if e.missing_device:
@@ -91,23 +94,23 @@ def _check_nothing_is_there(env: Env, conf: NetConf) -> None:
                        "hostPID) with the node's policy (its stateDir)")
 
 
-def release(store: StateStore, record: Record, env: Env, lock_timeout: float,
+def release(node: Node, store: StateStore, record: Record, env: Env, lock_timeout: float,
             wait: float = giveback.RETURN_WAIT_SECONDS,
             max_orphan: float = MAX_ORPHAN_SECONDS) -> Released:
     with store.lock(record.device_key, lock_timeout):
         current = store.load(record.container_id, record.ifname)
         if current is None:
             return Released.GONE
-        outcome = giveback.give_back(current, env, store.root, wait=wait)
+        outcome = giveback.give_back(node, current, env, store.root, wait=wait)
         return _settle(store, current, outcome, max_orphan)
 
 
-def release_legacy(store: StateStore, entry: legacy.LegacyEntry, env: Env, lock_timeout: float,
+def release_legacy(node: Node, store: StateStore, entry: legacy.LegacyEntry, env: Env, lock_timeout: float,
                    look_in_pod: bool = True) -> Released:
     """A pod created by AMD's Go plugin: give its NIC back, then drop the mapping."""
     record = entry.as_record(env.container_id, env.ifname, env.netns)
     with store.lock(record.device_key, lock_timeout):
-        outcome = giveback.give_back(record, env, store.root, look_in_pod=look_in_pod)
+        outcome = giveback.give_back(node, record, env, store.root, look_in_pod=look_in_pod)
         if outcome.restored:
             with legacy.locked(store, lock_timeout):
                 legacy.forget(store, entry.device_id)
@@ -161,12 +164,12 @@ def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
     return Env("DEL", record.container_id, "", record.ifname, {}, tuple(cni_path))
 
 
-def sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
+def sweep(node: Node, store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
            lock_timeout: float, max_orphan: float) -> list[str]:
     errors = []
     for record in records:
         try:
-            what = release(store, record, _env_for(record, cni_path), lock_timeout, wait=0,
+            what = release(node, store, record, _env_for(record, cni_path), lock_timeout, wait=0,
                            max_orphan=max_orphan)
             log.event(f"{record.attachment} ({record.device_key}): {what.value}")
         except Exception as e:  # one bad attachment must not stop the others
@@ -176,11 +179,11 @@ def sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
         # Legacy entries name no pod: only a NIC already home is known to be released, and
         # only sysfs proves that the link of its name is the NIC (never `lo`, a bridge...).
         # An entry keyed by a name, not a PCI address, has nothing that proves it: never swept.
-        if not _legacy_nic_home(entry):
+        if not _legacy_nic_home(node, entry):
             continue
         try:
             env = Env("DEL", "legacy", "", entry.host_ifname, {}, tuple(cni_path))
-            what = release_legacy(store, entry, env, lock_timeout, look_in_pod=False)
+            what = release_legacy(node, store, entry, env, lock_timeout, look_in_pod=False)
             log.event(f"legacy mapping {entry.device_id} ({entry.host_ifname}): {what.value}")
         except Exception as e:
             errors.append(f"legacy {entry.device_id}: {e}")
@@ -188,7 +191,7 @@ def sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
     return errors
 
 
-def _legacy_nic_home(entry: legacy.LegacyEntry) -> bool:
+def _legacy_nic_home(node: Node, entry: legacy.LegacyEntry) -> bool:
     try:
         address = device.normalize_pci(entry.device_id)
     except CniError:
@@ -196,4 +199,4 @@ def _legacy_nic_home(entry: legacy.LegacyEntry) -> bool:
         return False
     if not device.belongs_to(entry.host_ifname, address):
         return False
-    return backend.link_exists(entry.host_ifname)
+    return backend.link_exists(node, entry.host_ifname)

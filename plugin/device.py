@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from plugin import backend, log
+from plugin import backend, log, settings
 from plugin.cni import valid_ifname
 from plugin.errors import INVALID_CONFIG, CniError, NotOnNode
 
-SYSFS_ENV = "AMD_HOST_DEVICE_SYSFS"
+if TYPE_CHECKING:
+    from plugin.node import Node
+
+SYSFS_ENV = settings.SYSFS_ENV
 _PCI_FULL = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 _PCI_SHORT = re.compile(r"([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 # Drivers that take the function away from the kernel's network stack (DPDK, VMs).
@@ -45,7 +48,7 @@ def normalize_pci(address: str) -> str:
 
 
 def sysfs_root() -> str:
-    return os.environ.get(SYSFS_ENV) or "/sys"
+    return settings.current().sysfs
 
 
 def pci_dir(address: str) -> str:
@@ -133,7 +136,7 @@ def belongs_to(name: str, address: str) -> bool:
     return os.path.basename(parent).lower() == address
 
 
-def resolve(device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
+def resolve(node: Node, device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
     """PCI address first (what the device plugin allocated), else a netdev name, which must be
     a PCI NIC's unless node policy allows others (a pod's veth must never be taken)."""
     if device_id:
@@ -156,7 +159,7 @@ def resolve(device_id: str, device_name: str, allow_non_pci: bool = False) -> De
                            "policy")
         # Node policy allows it: a name says nothing about the hardware; ethtool may still
         # tell a PCI function, so the NIC is locked and indexed by it like any other.
-        info = backend.ethtool_driver(device_name)
+        info = backend.ethtool_driver(node, device_name)
         bus = info.bus_info.lower() if info and _PCI_FULL.fullmatch(info.bus_info) else ""
         return Device(bus or f"name:{device_name}", device_name, bus, info.driver if info else "")
     raise CniError(INVALID_CONFIG, "no device to attach: deviceID, pciBusID, "

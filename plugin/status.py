@@ -10,8 +10,12 @@ from plugin.config import NetConf
 from plugin.errors import NOT_AVAILABLE, CniError
 from plugin.state import StateStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from plugin.node import Node
 
-def status(env: Env, conf: NetConf) -> None:
+
+def status(node: Node, env: Env, conf: NetConf) -> None:
     """Can ADD be served: delegate present, state dir writable, iproute2 present."""
     state_dir = conf.state_dir
     delegate.find(env.path)
@@ -31,6 +35,6 @@ def status(env: Env, conf: NetConf) -> None:
         raise CniError(NOT_AVAILABLE, f"state dir {state_dir} is not writable: "
                        f"{e.strerror}") from None
     try:
-        backend.run(["ip", "-V"])
+        backend.run(node, ["ip", "-V"])
     except backend.CommandFailed as e:
         raise CniError(NOT_AVAILABLE, "iproute2 `ip` is not usable", str(e)) from None

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from plugin import shell
+from plugin import node as shell
 from tests.support.checks import REAL_IP, ns, ok, records, restored, script
 from tests.support.simnode import sh
 

@@ -15,7 +15,8 @@ import signal
 import subprocess
 import time
 
-from plugin import backend, shell
+from plugin import backend
+from plugin import node as shell
 from tests.support.checks import RAW_PING, REAL_IP, edit_record, ok, records, restored, script, wait_for_int
 
 
