@@ -151,15 +151,14 @@ def _settle_legacy(node: Node, store: StateStore, dev: device.Device, env: Env, 
         return dev.netdev
     from plugin import giveback, legacy
 
-    entry = legacy.find(conf.state_dir, conf.device_id) or legacy.find(conf.state_dir, dev.key)
-    if entry is None:
+    record = legacy.attachment(conf.state_dir, conf.device_id, env.container_id, env.ifname, "") \
+        or legacy.attachment(conf.state_dir, dev.key, env.container_id, env.ifname, "")
+    if record is None:
         return dev.netdev
-    record = entry.as_record(env.container_id, env.ifname, "")
     giveback.restore(node, record, giveback.Link(dev.netdev, ""))
-    with legacy.locked(store, conf.lock_timeout):
-        legacy.forget(store, entry.device_id)
-    log.event(f"restored {entry.host_ifname} from the Go plugin's mapping before moving it")
-    return entry.host_ifname
+    legacy.drop(store, record, conf.lock_timeout)
+    log.event(f"restored {record.snapshot.name} from the Go plugin's mapping before moving it")
+    return record.snapshot.name
 
 
 def _resolve(node: Node, conf: NetConf, store: StateStore) -> device.Device:

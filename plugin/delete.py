@@ -41,19 +41,17 @@ class Released(enum.Enum):
 
 def delete(node: Node, env: Env, conf: NetConf) -> None:
     store = StateStore(conf.state_dir)
-    record = store.load(env.container_id, env.ifname)
+    # A pod from before the upgrade has the Go plugin's mapping instead: read as a record.
+    record = store.load(env.container_id, env.ifname) or \
+        legacy.attachment(conf.state_dir, conf.device_id, env.container_id, env.ifname, env.netns)
     if record is None:
-        entry = legacy.find(conf.state_dir, conf.device_id)
-        if entry is None:
-            _check_nothing_is_there(node, env, conf)
-            log.event("nothing recorded for this attachment; nothing to give back")
-            return
-        log.bind(device=entry.device_id, netdev=entry.host_ifname)
-        what = release_legacy(node, store, entry, env, conf.lock_timeout)
-        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
+        _check_nothing_is_there(node, env, conf)
+        log.event("nothing recorded for this attachment; nothing to give back")
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
     what = release(node, store, record, env, conf.lock_timeout)
+    if record.identity.legacy:
+        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
     devinfo.remove(record.device_info)  # the attachment ends, wherever its NIC is
     if what is Released.GONE:
         log.event("a concurrent DEL already gave the NIC back")
@@ -98,24 +96,13 @@ def release(node: Node, store: StateStore, record: Record, env: Env, lock_timeou
             wait: float = giveback.RETURN_WAIT_SECONDS,
             max_orphan: float = MAX_ORPHAN_SECONDS) -> Released:
     with store.lock(record.device_key, lock_timeout):
-        current = store.load(record.container_id, record.ifname)
+        # (A Go plugin mapping has no file of ours to read again: it is the record.)
+        current = record if record.identity.legacy else \
+            store.load(record.container_id, record.ifname)
         if current is None:
             return Released.GONE
         outcome = giveback.give_back(node, current, env, store.root, wait=wait)
-        return _settle(store, current, outcome, max_orphan)
-
-
-def release_legacy(node: Node, store: StateStore, entry: legacy.LegacyEntry, env: Env, lock_timeout: float,
-                   look_in_pod: bool = True) -> Released:
-    """A pod created by AMD's Go plugin: give its NIC back, then drop the mapping."""
-    record = entry.as_record(env.container_id, env.ifname, env.netns)
-    with store.lock(record.device_key, lock_timeout):
-        outcome = giveback.give_back(node, record, env, store.root, look_in_pod=look_in_pod)
-        if outcome.restored:
-            with legacy.locked(store, lock_timeout):
-                legacy.forget(store, entry.device_id)
-            return Released.RESTORED
-    return Released.KEPT
+        return _settle(store, current, outcome, max_orphan, lock_timeout)
 
 
 def verdict(record: Record, outcome: giveback.Outcome, now: float,
@@ -135,9 +122,16 @@ def verdict(record: Record, outcome: giveback.Outcome, now: float,
 
 
 def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
-            max_orphan: float) -> Released:
+            max_orphan: float, lock_timeout: float) -> Released:
     now = time.time()
     what = verdict(record, outcome, now, max_orphan)
+    if record.identity.legacy:
+        # The Go plugin's mapping is dropped once its NIC is home; else it stays as it was
+        # (never rewritten in our format, never expired).
+        if what is Released.RESTORED:
+            legacy.drop(store, record, lock_timeout)
+            return what
+        return Released.KEPT
     if what is Released.RESTORED:
         store.remove(record)
         devinfo.remove(record.device_info)
@@ -167,7 +161,8 @@ def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
 def sweep(node: Node, store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
            lock_timeout: float, max_orphan: float) -> list[str]:
     errors = []
-    for record in records:
+    # Go plugin mappings name no pod: only those whose NIC is home (legacy.py) are swept.
+    for record in [*records, *legacy.home_records(node, store.root)]:
         try:
             what = release(node, store, record, _env_for(record, cni_path), lock_timeout, wait=0,
                            max_orphan=max_orphan)
@@ -175,28 +170,4 @@ def sweep(node: Node, store: StateStore, records: Iterable[Record], cni_path: Se
         except Exception as e:  # one bad attachment must not stop the others
             errors.append(f"{record.attachment}: {e}")
             log.error(f"{record.attachment}: {e}")
-    for entry in legacy.entries(store.root):
-        # Legacy entries name no pod: only a NIC already home is known to be released, and
-        # only sysfs proves that the link of its name is the NIC (never `lo`, a bridge...).
-        # An entry keyed by a name, not a PCI address, has nothing that proves it: never swept.
-        if not _legacy_nic_home(node, entry):
-            continue
-        try:
-            env = Env("DEL", "legacy", "", entry.host_ifname, {}, tuple(cni_path))
-            what = release_legacy(node, store, entry, env, lock_timeout, look_in_pod=False)
-            log.event(f"legacy mapping {entry.device_id} ({entry.host_ifname}): {what.value}")
-        except Exception as e:
-            errors.append(f"legacy {entry.device_id}: {e}")
-            log.error(f"legacy {entry.device_id}: {e}")
     return errors
-
-
-def _legacy_nic_home(node: Node, entry: legacy.LegacyEntry) -> bool:
-    try:
-        address = device.normalize_pci(entry.device_id)
-    except CniError:
-        log.event(f"legacy mapping {entry.device_id!r} names no PCI address: left alone")
-        return False
-    if not device.belongs_to(entry.host_ifname, address):
-        return False
-    return backend.link_exists(node, entry.host_ifname)

@@ -82,3 +82,20 @@ def test_a_go_plugin_pod_is_given_back_and_its_mapping_dropped(tmp_path, monkeyp
     assert any(line.startswith("address replace 10.20.30.40/24 dev ens1f0")
                for line in fake.changes(NODE))
     assert legacy.find(str(state), PCI) is None
+
+
+def test_a_sweep_gives_back_a_go_plugin_mapping_only_when_its_nic_is_home(tmp_path, monkeypatch):
+    """GC and reconcile: a mapping names no pod, so only a NIC on the node (proven by sysfs)
+    is restored from it; one keyed by a name is left alone."""
+    fake, state, cni_path = a_node_with_one_nic(tmp_path, monkeypatch)
+    state.mkdir()
+    (state / LEGACY_FILE_NAME).write_text(json.dumps({
+        PCI: {"hostInterfaceName": "ens1f0", "hostInterfaceIPs": ["10.20.30.40/24"],
+              "state": "UP"},
+        "eth9": {"hostInterfaceName": "eth9", "hostInterfaceIPs": ["10.9.9.9/24"]}}))
+    errors = delete.sweep(fake, StateStore(str(state)), [], cni_path, 1.0, 3600.0)
+    assert errors == [] and not fake.spawned, "a NIC on the node needs no host-device"
+    assert any(line.startswith("address replace 10.20.30.40/24 dev ens1f0")
+               for line in fake.changes(NODE))
+    assert not any("10.9.9.9" in line for line in fake.changes(NODE))
+    assert legacy.find(str(state), PCI) is None and legacy.find(str(state), "eth9") is not None
