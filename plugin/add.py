@@ -120,7 +120,7 @@ def _require_free_ifname(node: Node, env: Env) -> None:
                        env.netns)
 
 
-def _settle_stale(node: Node, store: StateStore, stale: list[Record], dev: device.Device, env: Env,
+def _give_back_stale(node: Node, store: StateStore, stale: list[Record], dev: device.Device, env: Env,
                   conf: NetConf) -> str:
     """Records that claim a NIC we just found on the node are stale (a crash before the move,
     or a pod whose netns died and sent the NIC home): restore from them and drop them.
@@ -143,7 +143,7 @@ def _settle_stale(node: Node, store: StateStore, stale: list[Record], dev: devic
     return netdev
 
 
-def _settle_legacy(node: Node, store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
+def _give_back_legacy(node: Node, store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
     """A mapping from AMD's Go plugin for a NIC that is on the node: its pod is gone; give the
     node back the addresses the Go plugin saved before we record the NIC afresh.
     Returns the NIC's name now."""
@@ -197,8 +197,8 @@ def add(node: Node, env: Env, conf: NetConf) -> Result:
                 holder = stale[0]
                 raise CniError(DEVICE_IN_USE, f"device {dev.netdev} is attached to "
                                f"{holder.container_id}/{holder.ifname}")
-            dev = dev._replace(netdev=_settle_stale(node, store, stale, dev, env, conf))
-        dev = dev._replace(netdev=_settle_legacy(node, store, dev, env, conf))
+            dev = dev._replace(netdev=_give_back_stale(node, store, stale, dev, env, conf))
+        dev = dev._replace(netdev=_give_back_legacy(node, store, dev, env, conf))
         view = capture(node, dev.netdev)  # the NIC and the node's uplinks, one ip
         seen = _guard_uplinks(node, dev.netdev, view, conf)
         snapshot = _with_link(dev.netdev, view.snapshot, seen.link,

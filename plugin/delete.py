@@ -1,6 +1,13 @@
 """DEL: give the NIC back to the node with the configuration it had, and forget the record.
 
-GC (plugin/gc.py) and reconcile (plugin/reconcile.py) release records through `sweep`, so one
+One act, "give back", read top-down in three modules:
+    delete(node, env, conf)         the attachment's record (or the Go plugin's mapping, read
+                                    as one: plugin/legacy.py)
+    give_back(node, store, record)  under the device's lock: giveback.give_back, then
+                                    _keep_or_forget (the pure decision is `verdict`)
+    giveback.give_back              find the NIC (identity.py), host-device DEL, then
+    giveback.restore                the ip -batch lines (snapshot.restore_lines) on the node
+GC (plugin/gc.py) and reconcile (plugin/reconcile.py) give back through `give_back_all`, so one
 rule holds for all three. Under the device's lock, give the NIC back; then
 - restored: forget the record;
 - not found anywhere (the pod's netns is gone and the NIC has not come home yet — a physical
@@ -49,7 +56,7 @@ def delete(node: Node, env: Env, conf: NetConf) -> None:
         log.event("nothing recorded for this attachment; nothing to give back")
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
-    what = release(node, store, record, env, conf.lock_timeout)
+    what = give_back(node, store, record, env, conf.lock_timeout)
     if record.identity.legacy:
         log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
     devinfo.remove(record.device_info)  # the attachment ends, wherever its NIC is
@@ -92,7 +99,7 @@ def _check_nothing_is_there(node: Node, env: Env, conf: NetConf) -> None:
                        "hostPID) with the node's policy (its stateDir)")
 
 
-def release(node: Node, store: StateStore, record: Record, env: Env, lock_timeout: float,
+def give_back(node: Node, store: StateStore, record: Record, env: Env, lock_timeout: float,
             wait: float = giveback.RETURN_WAIT_SECONDS,
             max_orphan: float = MAX_ORPHAN_SECONDS) -> Released:
     with store.lock(record.device_key, lock_timeout):
@@ -102,7 +109,7 @@ def release(node: Node, store: StateStore, record: Record, env: Env, lock_timeou
         if current is None:
             return Released.GONE
         outcome = giveback.give_back(node, current, env, store.root, wait=wait)
-        return _settle(store, current, outcome, max_orphan, lock_timeout)
+        return _keep_or_forget(store, current, outcome, max_orphan, lock_timeout)
 
 
 def verdict(record: Record, outcome: giveback.Outcome, now: float,
@@ -121,7 +128,7 @@ def verdict(record: Record, outcome: giveback.Outcome, now: float,
     return Released.KEPT
 
 
-def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
+def _keep_or_forget(store: StateStore, record: Record, outcome: giveback.Outcome,
             max_orphan: float, lock_timeout: float) -> Released:
     now = time.time()
     what = verdict(record, outcome, now, max_orphan)
@@ -158,13 +165,13 @@ def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
     return Env("DEL", record.container_id, "", record.ifname, {}, tuple(cni_path))
 
 
-def sweep(node: Node, store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
+def give_back_all(node: Node, store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
            lock_timeout: float, max_orphan: float) -> list[str]:
     errors = []
     # Go plugin mappings name no pod: only those whose NIC is home (legacy.py) are swept.
     for record in [*records, *legacy.home_records(node, store.root)]:
         try:
-            what = release(node, store, record, _env_for(record, cni_path), lock_timeout, wait=0,
+            what = give_back(node, store, record, _env_for(record, cni_path), lock_timeout, wait=0,
                            max_orphan=max_orphan)
             log.event(f"{record.attachment} ({record.device_key}): {what.value}")
         except Exception as e:  # one bad attachment must not stop the others

@@ -1,7 +1,7 @@
 """reconcile: give back the NICs of pods that died without a DEL (or a node reboot).
 
 Run by the daemon every pass (plugin/daemon.py), or by hand / in a loop with
-`amd-host-device reconcile`. Releasing is DEL's (plugin/delete.py `sweep`).
+`amd-host-device reconcile`. Releasing is DEL's (plugin/delete.py `give_back_all`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from plugin import log
 from plugin.config import DEFAULT_LOCK_TIMEOUT
-from plugin.delete import MAX_ORPHAN_SECONDS, sweep
+from plugin.delete import MAX_ORPHAN_SECONDS, give_back_all
 from plugin.errors import CniError
 from plugin.node import Node, local
 from plugin.policy import DEFAULT_STATE_DIR
@@ -25,7 +25,7 @@ def reconcile_once(node: Node, state_dir: str, cni_path: Sequence[str], max_orph
     """Release attachments whose pod netns no longer exists (pods that died without a DEL,
     or a node reboot); live pods are left alone."""
     store = StateStore(state_dir)
-    return sweep(node, store, orphans(store.records()), cni_path, lock_timeout, max_orphan)
+    return give_back_all(node, store, orphans(store.records()), cni_path, lock_timeout, max_orphan)
 
 
 def orphans(records: Iterable[Record],

@@ -93,7 +93,7 @@ def test_a_sweep_gives_back_a_go_plugin_mapping_only_when_its_nic_is_home(tmp_pa
         PCI: {"hostInterfaceName": "ens1f0", "hostInterfaceIPs": ["10.20.30.40/24"],
               "state": "UP"},
         "eth9": {"hostInterfaceName": "eth9", "hostInterfaceIPs": ["10.9.9.9/24"]}}))
-    errors = delete.sweep(fake, StateStore(str(state)), [], cni_path, 1.0, 3600.0)
+    errors = delete.give_back_all(fake, StateStore(str(state)), [], cni_path, 1.0, 3600.0)
     assert errors == [] and not fake.spawned, "a NIC on the node needs no host-device"
     assert any(line.startswith("address replace 10.20.30.40/24 dev ens1f0")
                for line in fake.changes(NODE))
