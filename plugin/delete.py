@@ -57,7 +57,7 @@ def delete(node: Node, env: Env, conf: NetConf) -> None:
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
     what = give_back(node, store, record, env, conf.lock_timeout)
-    if record.identity.legacy:
+    if legacy.is_mapping(record):
         log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
     devinfo.remove(record.device_info)  # the attachment ends, wherever its NIC is
     if what is Released.GONE:
@@ -104,7 +104,7 @@ def give_back(node: Node, store: StateStore, record: Record, env: Env, lock_time
             max_orphan: float = MAX_ORPHAN_SECONDS) -> Released:
     with store.lock(record.device_key, lock_timeout):
         # (A Go plugin mapping has no file of ours to read again: it is the record.)
-        current = record if record.identity.legacy else \
+        current = record if legacy.is_mapping(record) else \
             store.load(record.container_id, record.ifname)
         if current is None:
             return Released.GONE
@@ -132,7 +132,7 @@ def _keep_or_forget(store: StateStore, record: Record, outcome: giveback.Outcome
             max_orphan: float, lock_timeout: float) -> Released:
     now = time.time()
     what = verdict(record, outcome, now, max_orphan)
-    if record.identity.legacy:
+    if legacy.is_mapping(record):
         # The Go plugin's mapping is dropped once its NIC is home; else it stays as it was
         # (never rewritten in our format, never expired).
         if what is Released.RESTORED:

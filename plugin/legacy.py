@@ -35,6 +35,9 @@ from plugin.state import (
 if TYPE_CHECKING:
     from plugin.node import Node
 
+# A record read from a mapping says so in `written_by` (identity.legacy alone does not: a 0.1.0
+# record from before identities is upgraded with it too, plugin/formats.py).
+WRITTEN_BY = "AMD's Go plugin"
 LOCK_KEY = "legacy-ip-interface-mappings"
 
 
@@ -62,7 +65,7 @@ class LegacyEntry(NamedTuple):
         # It recorded no identity: its PCI address proves the NIC in a pod; on the node its
         # name is the old rule (plugin/identity.py).
         return Record(container_id, ifname, key, key, netns, PHASE_ATTACHED, snapshot,
-                      identity=NicIdentity(legacy=True))
+                      identity=NicIdentity(legacy=True), written_by=WRITTEN_BY)
 
 
 def _path(state_dir: str) -> str:
@@ -126,6 +129,12 @@ def _checked(device_id: str, raw: object) -> LegacyEntry:
 
 
 # -- read as records: the core sees ordinary records (identity.legacy says where they came from)
+
+def is_mapping(record: Record) -> bool:
+    """Read from the Go plugin's file (it is its own record: nothing of ours to reload or
+    rewrite; dropped from that file once its NIC is home)."""
+    return record.written_by == WRITTEN_BY
+
 
 def attachment(state_dir: str, device_id: str, container_id: str, ifname: str,
                netns: str) -> Record | None:

@@ -13,6 +13,7 @@ import pytest
 
 from plugin import add, delete, legacy
 from plugin.errors import CniError
+from plugin.identity import NicIdentity
 from plugin.state import LEGACY_FILE_NAME, StateStore
 from tests.support.fakenode import NODE, PCI, POD, a_node_with_one_nic, conf, env
 
@@ -99,3 +100,16 @@ def test_a_sweep_gives_back_a_go_plugin_mapping_only_when_its_nic_is_home(tmp_pa
                for line in fake.changes(NODE))
     assert not any("10.9.9.9" in line for line in fake.changes(NODE))
     assert legacy.find(str(state), PCI) is None and legacy.find(str(state), "eth9") is not None
+
+
+def test_a_record_of_ours_from_before_identities_is_not_a_go_plugin_mapping(attached):
+    """A 0.1.0 record is upgraded with identity.legacy (plugin/formats.py), as a mapping is
+    read: it is still ours, so one that is not proven is kept and marked orphaned."""
+    fake, state, cni_path = attached
+    store = StateStore(str(state))
+    record = store.load("c1", "net1")
+    store.save(record._replace(identity=NicIdentity(legacy=True)))
+    fake.links[POD] = [x for x in fake.links[POD] if x["ifname"] != "net1"]
+    delete.delete(fake, env(cni_path, command="DEL"), conf(state))
+    kept = store.load("c1", "net1")
+    assert kept is not None and kept.identity.legacy and kept.orphaned_since
