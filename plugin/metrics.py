@@ -87,10 +87,34 @@ class Metrics:
 
 
 # The scrape endpoint is for Prometheus on the node, not for every pod on the node network:
-# a few connections at a time, each dropped when idle, and its sockets closed in every forked
-# child (close_in_child).
+# a few connections at a time, each dropped when idle or when its request has not arrived
+# whole in time (one byte every few seconds is never idle), and its sockets closed in every
+# forked child (close_in_child).
 MAX_CONNECTIONS = 8
 IDLE_SECONDS = 5.0
+REQUEST_SECONDS = 10.0
+
+
+def _deadline_reader(conn: socket.socket, seconds: float) -> Any:
+    """A buffered reader of `conn` whose reads all end by `seconds` from now (TimeoutError,
+    which the HTTP handler takes as "discard this connection"), none idle for IDLE_SECONDS."""
+    import io
+    import time
+
+    deadline = time.monotonic() + seconds
+
+    class Raw(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf: Any) -> int:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"request not complete after {seconds:g} s")
+            conn.settimeout(min(IDLE_SECONDS, left))
+            return conn.recv_into(buf)
+
+    return io.BufferedReader(Raw())
 
 
 def _server_class() -> Any:
@@ -102,9 +126,15 @@ def _server_class() -> Any:
         timeout = IDLE_SECONDS   # a socket timeout on every read: idle peers are dropped
         server: Any
 
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()
+            self.rfile = _deadline_reader(self.connection, REQUEST_SECONDS)
+
         def do_GET(self) -> None:
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+            self.connection.settimeout(IDLE_SECONDS)  # the answer: writes, not the deadline
             if self.path.split("?", 1)[0] not in ("/", "/metrics"):
                 self.send_error(404)
                 return
