@@ -35,7 +35,10 @@ def _without_tls() -> None:
 
 
 class _Store:
-    """Collector: attachments held and orphaned records, read from the state dir."""
+    """Collector: attachments held and orphaned records, read from the state dir. A scrape
+    only looks (a read-only store: nothing set aside); a state dir it cannot read (a newer
+    release's layout, a planted symlink) leaves these two gauges out of that scrape and is
+    logged, never raised into the HTTP server (no answer, a traceback in the log)."""
 
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
@@ -43,9 +46,15 @@ class _Store:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
+        from plugin import log
+        from plugin.errors import CniError
         from plugin.state import StateStore
 
-        records = StateStore(self.state_dir).records()
+        try:
+            records = StateStore(self.state_dir, read_only=True).records()
+        except CniError as e:
+            log.warn(f"metrics: cannot read the state dir: {e.msg}")
+            return
         yield GaugeMetricFamily("amd_host_device_attachments",
                                 "Attachments recorded on this node (NICs held by pods)",
                                 value=len(records))

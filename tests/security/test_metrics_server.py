@@ -238,3 +238,26 @@ def test_trickling_connections_cannot_hold_the_metrics_port(node):
     finally:
         trickler.kill()
         trickler.wait()
+
+
+@pytest.mark.parametrize("plant", ["newer-store", "symlinked-attachments"])
+def test_a_state_dir_the_plugin_cannot_read_does_not_break_scrapes(node, plant):
+    """Attack (a hostile or newer disk): the state dir was laid out by a newer release
+    (format.json formatVersion 2), or its attachments/ is a symlink. Reading it raised a
+    CniError out of the metrics collector: every scrape got no answer and wrote a Python
+    traceback into the daemon's log. Safe: the scrape answers (without the state gauges) and
+    the log has no traceback."""
+    port = _free_port()
+    node.write_policy(metricsPort=port)
+    os.makedirs(os.path.join(node.state_dir, "attachments"), exist_ok=True)
+    if plant == "newer-store":
+        with open(os.path.join(node.state_dir, "format.json"), "w") as f:
+            f.write('{"formatVersion": 2, "writtenBy": "9.0.0"}\n')
+    else:
+        os.rmdir(os.path.join(node.state_dir, "attachments"))
+        os.makedirs(os.path.join(node.tmp, "elsewhere"))
+        os.symlink(os.path.join(node.tmp, "elsewhere"), os.path.join(node.state_dir,
+                                                                     "attachments"))
+    node.start_daemon()
+    assert _in_node(node, _SCRAPE, "127.0.0.1", str(port)).stdout.strip() == "ok"
+    assert "Traceback" not in node.daemon_log()
