@@ -242,7 +242,7 @@ def log_line(line: str) -> None:
         _match(NETNS_PATH, words[1][len("--net="):])
         return ip_argv(words[3:])
     if words[0] == "nsenter" and len(words) > 4 and words[1].startswith("--net=") \
-            and words[2:4] == ["sh", "-c"]:
+            and words[2] in ("sh", "/bin/sh") and words[3] == "-c":
         _match(NETNS_PATH, words[1][len("--net="):])
         return accept_dad(" ".join(words[4:]))
     raise Bad(f"unexpected tool {words[0]!r}")
