@@ -138,7 +138,7 @@ def test_a_hung_command_of_a_sigkilled_daemon_child_is_still_killed_at_its_deadl
 
 def test_list_on_a_record_orphaned_past_year_9999_reports_instead_of_a_traceback(node, pod):
     """Attack (a corrupt disk or a hostile write to the state dir): `orphanedSince` (and
-    `created`) of 3e11, which validate.number accepts (< 1e12), is year 11476. `list --json`
+    `created`) of 3e11, which values.number accepts (< 1e12), is year 11476. `list --json`
     prints it, but the table's _orphan_cell parses it back with strptime("%Y"), which takes
     four digits: `list` dies with a ValueError traceback and shows the operator no
     attachment at all, the healthy ones included.
