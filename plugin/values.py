@@ -224,14 +224,14 @@ def matching(value: object, what: str, pattern: re.Pattern[str], kind: str,
     """A string the pattern matches whole ("" too, when `empty`)."""
     text = string(value, what)
     if (text or not empty) and not pattern.fullmatch(text):
-        raise Corrupt(f"{what}: {text[:40]!r} is not {kind}")
+        raise Invalid(f"{what}: {text[:40]!r} is not {kind}")
     return text
 
 
 def label(value: object, what: str) -> str:
     text = string(value, what)
     if text and not valid_ifname(text.replace(_LABEL_EXTRA, "_")):
-        raise Corrupt(f"{what}: {text[:40]!r} is not an address label")
+        raise Invalid(f"{what}: {text[:40]!r} is not an address label")
     return text
 
 
@@ -241,13 +241,13 @@ def ip(value: object, what: str, version: int = 0, empty: bool = False) -> str:
     if not text and empty:
         return ""
     if "%" in text:  # ipaddress takes any text after '%' as an IPv6 scope ID
-        raise Corrupt(f"{what}: {text[:60]!r} carries a scope ID")
+        raise Invalid(f"{what}: {text[:60]!r} carries a scope ID")
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
-        raise Corrupt(f"{what}: {text[:60]!r} is not an IP address") from None
+        raise Invalid(f"{what}: {text[:60]!r} is not an IP address") from None
     if version and addr.version != version:
-        raise Corrupt(f"{what}: {text!r} is not an IPv{version} address")
+        raise Invalid(f"{what}: {text!r} is not an IPv{version} address")
     return str(addr)
 
 
@@ -257,13 +257,13 @@ def prefix(value: object, what: str, version: int) -> str:
     if text == "default":
         return text
     if "%" in text:
-        raise Corrupt(f"{what}: {text[:60]!r} carries a scope ID")
+        raise Invalid(f"{what}: {text[:60]!r} carries a scope ID")
     try:
         net = ipaddress.ip_network(text, strict=True)
     except ValueError:
-        raise Corrupt(f"{what}: {text[:60]!r} is not a network") from None
+        raise Invalid(f"{what}: {text[:60]!r} is not a network") from None
     if net.version != version:
-        raise Corrupt(f"{what}: {text!r} is not an IPv{version} network")
+        raise Invalid(f"{what}: {text!r} is not an IPv{version} network")
     return text if "/" not in text else str(net)
 
 
@@ -272,24 +272,24 @@ def integer(value: object, what: str, low: int = 0, high: int = U32_MAX) -> int:
         if isinstance(value, str) and value.isdigit() and value.isascii():
             value = int(value)
         else:
-            raise Corrupt(f"{what}: must be an integer, not {value!r:.40}")
+            raise Invalid(f"{what}: must be an integer, not {value!r:.40}")
     if not low <= value <= high:
-        raise Corrupt(f"{what}: {value} is out of range [{low}, {high}]")
+        raise Invalid(f"{what}: {value} is out of range [{low}, {high}]")
     return value
 
 
 def number(value: object, what: str) -> float:
     """A timestamp: finite and not negative."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Corrupt(f"{what}: must be a number")
+        raise Invalid(f"{what}: must be a number")
     if not 0 <= value < 1e12:
-        raise Corrupt(f"{what}: {value!r} is out of range")
+        raise Invalid(f"{what}: {value!r} is out of range")
     return float(value)
 
 
 def boolean(value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        raise Corrupt(f"{what}: must be true or false")
+        raise Invalid(f"{what}: must be true or false")
     return value
 
 
@@ -297,13 +297,13 @@ def choice(value: object, what: str, allowed: Iterable[str]) -> str:
     text = string(value, what)
     allowed = tuple(allowed)
     if text not in allowed:
-        raise Corrupt(f"{what}: {text[:40]!r} is not one of {', '.join(allowed)}")
+        raise Invalid(f"{what}: {text[:40]!r} is not one of {', '.join(allowed)}")
     return text
 
 
 def obj(value: object, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise Corrupt(f"{what}: must be an object")
+        raise Invalid(f"{what}: must be an object")
     return value
 
 
@@ -312,7 +312,7 @@ def fields(value: object, what: str, known: Set[str]) -> Mapping[str, Any]:
     found = obj(value, what)
     unknown = set(found) - known
     if unknown:
-        raise Corrupt(f"{what}: unknown fields {sorted(unknown)}")
+        raise Invalid(f"{what}: unknown fields {sorted(unknown)}")
     return found
 
 
@@ -324,7 +324,7 @@ def family(value: object, what: str) -> tuple[str, int]:
 
 def array(value: object, what: str) -> list[Any]:
     if not isinstance(value, (list, tuple)):
-        raise Corrupt(f"{what}: must be a list")
+        raise Invalid(f"{what}: must be a list")
     return list(value)
 
 

@@ -157,3 +157,11 @@ def test_each_value_pattern_is_defined_once_in_values_py(value):
     good, bad = VALUES[value]
     defined = [module for module, pattern in _patterns() if _is(pattern, good, bad)]
     assert defined == ["values.py"], f"{value} patterns in plugin/: {defined}"
+
+
+def test_no_two_test_modules_share_a_name():
+    """The test dirs are not packages: pytest imports each module by its base name, so two
+    of one name (tests/integration/test_daemon.py, tests/security/test_daemon.py) stop the
+    whole run at collection."""
+    names = [p.name for p in (PLUGIN.parent / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
