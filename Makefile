@@ -67,7 +67,7 @@ integration: setup
 # the image installed.
 test: setup lint unit
 	$(VENV)/bin/pytest -q tests/property tests/security tests/integration $(PYTEST_ARGS)
-	$(MAKE) test-empty-root e2e test-image test-installed e2e-podman
+	$(MAKE) test-nodes e2e test-image test-installed e2e-podman
 
 # The bundle installed into an empty root (no libc, no /bin/sh, no ip) and run there: ADD,
 # CHECK, DEL and doctor (tests/nodes). Seconds.

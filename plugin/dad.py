@@ -49,12 +49,21 @@ def unproven(addr_show: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
 
 
 def _read_default(netns: str) -> str | None:
+    """The pod's default.accept_dad, when turning it off skips DAD: None when it cannot be
+    read, or when the pod's all.accept_dad is on (the kernel runs DAD when `all` or the
+    link's own setting is on: the NIC would get DAD, and the caller must settle)."""
     try:
-        value = backend.run(["cat", _accept_dad("default")], netns=netns).strip()
+        values = backend.run(["cat", _accept_dad("default"), _accept_dad("all")],
+                             netns=netns).split()
     except backend.CommandFailed as e:
         log.event(f"cannot read the pod's IPv6 accept_dad ({e}); its addresses get DAD")
         return None
-    return value if value.lstrip("-").isdigit() else None
+    if len(values) != 2 or not all(x.lstrip("-").isdigit() for x in values):
+        return None
+    if int(values[1]) > 0:
+        log.event("the pod's IPv6 all.accept_dad is on: its addresses get DAD")
+        return None
+    return values[0]
 
 
 def _write(netns: str, names: Iterable[str], value: str) -> bool:

@@ -115,7 +115,11 @@ def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(nod
     for p in burst:
         out, _ = p.communicate(timeout=60)
         assert "PONG" not in out
-    assert _kids(pid) == [spare], "a non-root peer consumed or replaced the spare"
+    # Bounded settle: on a loaded machine the parent may still be closing refused connections.
+    deadline = time.monotonic() + 10
+    while (kids := _kids(pid)) != [spare] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kids == [spare], f"a non-root peer consumed or replaced the spare: {kids} != {[spare]}"
     nic = node.nics[0]
     call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
     ok(call)
