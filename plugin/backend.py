@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from plugin import log, tools
+from plugin import log, tools, values
 from plugin.netns import is_net as is_netns
 
 if TYPE_CHECKING:
@@ -263,13 +263,9 @@ class UnsafeLine(ValueError):
     line is built from validated values already)."""
 
 
-# Separators, and what ip -batch's tokenizer treats specially (quotes, comments, escapes).
-_UNSAFE = frozenset("\n\r;\0\"'\\#")
-
-
 def _batch(lines: Sequence[str]) -> str:
     for line in lines:
-        if not line or any(c in _UNSAFE for c in line) or not line.isprintable():
+        if not values.batch_safe(line):  # the rule is plugin/values.py's
             raise UnsafeLine(f"refusing an ip -batch line: {line[:80]!r}")
     return "\n".join(lines) + "\n"
 

@@ -9,16 +9,11 @@ from typing import NamedTuple
 
 from plugin import CNI_VERSIONS
 from plugin.errors import INCOMPATIBLE_VERSION, INVALID_ENV, UNKNOWN_CONTAINER, CniError
+from plugin.values import valid_container_id, valid_ifname
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 
-# libcni's rule for container IDs; it also keeps IDs safe to use in file names.
-_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _VERSION = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")
-_IFNAME_MAX = 15
-# libcni's ValidateNetworkName uses the same characters as container IDs and sets no length;
-# ours is bounded so a record carrying the name (GC's key) always reads back (plugin/state.py).
-NETWORK_NAME_MAX = 4096
 
 
 def version_key(version: str) -> tuple[int, int, int]:
@@ -35,22 +30,6 @@ def require_supported(version: str) -> str:
         raise CniError(INCOMPATIBLE_VERSION, f"unsupported cniVersion {version!r}",
                        f"supported: {', '.join(CNI_VERSIONS)}")
     return version
-
-
-def valid_ifname(name: str) -> bool:
-    """The kernel's dev_valid_name, as CNI's ValidateInterfaceName applies it, minus the
-    characters `ip -batch` parses (quotes, '#', backslash, and ';' which no batch line of ours
-    may carry): a name carrying one would make a batch line act on another link."""
-    return (0 < len(name.encode("utf-8", "surrogatepass")) <= _IFNAME_MAX
-            and name not in (".", "..")
-            and not any(c in "/:;\"'#\\" or c.isspace() for c in name)
-            and name.isprintable())
-
-
-def valid_network_name(name: str) -> bool:
-    """libcni's network-name rule (alphanumerics, then also '_', '.', '-'), at most
-    NETWORK_NAME_MAX characters: what host-device accepts, and what a record reads back."""
-    return len(name) <= NETWORK_NAME_MAX and _CONTAINER_ID.fullmatch(name) is not None
 
 
 def parse_cni_args(raw: str) -> dict[str, str]:
@@ -102,7 +81,7 @@ def parse_env(environ: Mapping[str, str]) -> Env:
     if per_attachment:
         if not container_id:
             raise CniError(INVALID_ENV, "CNI_CONTAINERID is not set")
-        if not _CONTAINER_ID.fullmatch(container_id) or len(container_id) > 255:
+        if not valid_container_id(container_id):
             raise CniError(INVALID_ENV, f"CNI_CONTAINERID: invalid container ID {container_id!r}",
                            "must match [A-Za-z0-9][A-Za-z0-9_.-]*")
         if not ifname:

@@ -6,9 +6,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from plugin.cni import NETWORK_NAME_MAX, require_supported, valid_network_name
+from plugin.cni import require_supported
 from plugin.errors import DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
 from plugin.policy import PATH_ENV, NodePolicy, clean_path
+from plugin.values import NETWORK_NAME_MAX, valid_network_name
 
 if TYPE_CHECKING:
     from plugin.route_injection import Injection

@@ -9,8 +9,9 @@ put back: the pod's other interfaces never see a change, and what the workload a
 the NIC gets DAD as the pod says. Addresses the node had not proven (tentative, or failed) get
 DAD in the pod, and ADD waits for them like the reference bridge plugin (10 s at most).
 
-Everything runs through plugin/backend.py (`cat`/`tee` of /proc/sys in the pod's netns: a
-netns' sysctls are the ones its processes see).
+Everything runs through plugin/backend.py: fixed `sh` scripts in the pod's netns read and
+write /proc/sys (a netns' sysctls are the ones its processes see); the bundle's own `sh`
+where there is one, so a node without coreutils is served too.
 """
 
 from __future__ import annotations
@@ -51,18 +52,40 @@ def unproven(addr_show: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _read_default(node: Node, netns: str) -> str | None:
+# Fixed one-line scripts for the pod's `sh` (the bundled one where there is a bundle: no
+# coreutils needed); paths and the value are arguments, never shell code. _OFF reads the pod's
+# default and all accept_dad, prints them, and turns the default off only when that skips DAD
+# (all is not on, and the default is on: a digit 1-9), printing "off" once it has. `read`'s
+# status is not looked at: a sysctl file read a byte at a time ends without a newline.
+_OFF = ('IFS= read -r d < "$1"; IFS= read -r a < "$2"; printf "%s %s\\n" "$d" "$a"; '
+        'case "$a" in 0|-[0-9]) ;; *) exit 0 ;; esac; '
+        'case "$d" in [1-9]) ;; *) exit 0 ;; esac; '
+        'echo 0 > "$1" || exit 3; echo off')
+_PUT = 'v=$1; shift; for f; do echo "$v" > "$f" || exit 1; done'
+
+
+def _turn_off(node: Node, netns: str) -> str | None:
+    """Turn the pod's default.accept_dad off for the NIC's arrival, in one process: the value
+    to put back, or None when nothing was changed (it cannot be read; the pod's all.accept_dad
+    is on, so the kernel runs DAD anyway; or the default skips DAD already): then the caller
+    settles."""
     try:
-        value = backend.run(node, ["cat", _accept_dad("default")], netns=netns).strip()
+        out = backend.run(node, ["sh", "-c", _OFF, "sh", _accept_dad("default"), _accept_dad("all")],
+                          netns=netns).split()
     except backend.CommandFailed as e:
-        log.event(f"cannot read the pod's IPv6 accept_dad ({e}); its addresses get DAD")
+        log.event(f"cannot turn the pod's IPv6 accept_dad off ({e}); its addresses get DAD")
         return None
-    return value if value.lstrip("-").isdigit() else None
+    if out[2:] != ["off"]:
+        if len(out) == 2 and out[1].isdigit() and int(out[1]) > 0:
+            log.event("the pod's IPv6 all.accept_dad is on: its addresses get DAD")
+        return None
+    return out[0]
 
 
-def _write(node: Node, netns: str, names: Iterable[str], value: str) -> bool:
+def _put_back(node: Node, netns: str, names: Iterable[str], value: str) -> bool:
     try:
-        backend.run(node, ["tee", *(_accept_dad(n) for n in names)], stdin=f"{value}\n", netns=netns)
+        backend.run(node, ["sh", "-c", _PUT, "sh", value, *(_accept_dad(n) for n in names)],
+                    netns=netns)
         return True
     except backend.CommandFailed as e:
         log.warn(f"cannot set IPv6 accept_dad={value} in the pod: {e}")
@@ -73,15 +96,11 @@ def _write(node: Node, netns: str, names: Iterable[str], value: str) -> bool:
 def skipping(node: Node, netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
     """Around host-device's ADD: yields whether the NIC surely arrives with DAD off (we turned
     it off). On a normal exit the NIC's own accept_dad is set to the pod's default too; the
-    default is put back whatever happens."""
-    saved = _read_default(node, netns) if wanted else None
-    if saved is None or saved == "0":
-        # "0": the pod skips DAD already (or another ADD into this pod has it off just now:
-        # then it puts it back, maybe before our NIC arrives): nothing to change or put back,
-        # and the caller settles, which costs one read when nothing is tentative.
-        yield False
-        return
-    if not _write(node, netns, ["default"], "0"):
+    default is put back whatever happens. A pod whose default skips DAD already (or another ADD
+    into this pod has it off just now: then it puts it back, maybe before our NIC arrives) is
+    left alone, and the caller settles, which costs one read when nothing is tentative."""
+    saved = _turn_off(node, netns) if wanted else None
+    if saved is None:
         yield False
         return
     ok = False
@@ -90,7 +109,7 @@ def skipping(node: Node, netns: str, ifname: str, wanted: bool) -> Iterator[bool
         ok = True
     finally:
         names = ["default"] + ([ifname] if ok and ifname not in _NOT_A_LINK else [])
-        if not _write(node, netns, names, saved) and ok:
+        if not _put_back(node, netns, names, saved) and ok:
             raise CniError(NETWORK_COMMAND_FAILED, "cannot put back the pod's IPv6 "
                            f"accept_dad={saved}")
 

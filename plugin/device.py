@@ -7,20 +7,17 @@ The address is validated before it touches a path, so `../` and friends never re
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from plugin import backend, log, settings
-from plugin.cni import valid_ifname
 from plugin.errors import INVALID_CONFIG, CniError, NotOnNode
+from plugin.values import Invalid, is_pci, normal_pci, valid_ifname
 
 if TYPE_CHECKING:
     from plugin.node import Node
 
 SYSFS_ENV = settings.SYSFS_ENV
-_PCI_FULL = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
-_PCI_SHORT = re.compile(r"([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 # Drivers that take the function away from the kernel's network stack (DPDK, VMs).
 _USERSPACE_DRIVERS = ("vfio-pci", "igb_uio", "uio_pci_generic")
 APPEAR_SECONDS = 2.0
@@ -37,14 +34,11 @@ class Device(NamedTuple):
 
 def normalize_pci(address: str) -> str:
     """Canonical lower-case domain:bus:dev.fn; raises code 7 for anything else."""
-    m = _PCI_FULL.fullmatch(address)
-    if m:
-        return address.lower()
-    m = _PCI_SHORT.fullmatch(address)
-    if m:
-        return f"0000:{address.lower()}"
-    raise CniError(INVALID_CONFIG, f"invalid deviceID={address[:64]!r}: not a PCI address",
-                   "expected dddd:bb:dd.f, e.g. 0000:01:00.0")
+    try:
+        return normal_pci(address)
+    except Invalid:
+        raise CniError(INVALID_CONFIG, f"invalid deviceID={address[:64]!r}: not a PCI address",
+                       "expected dddd:bb:dd.f, e.g. 0000:01:00.0") from None
 
 
 def sysfs_root() -> str:
@@ -114,7 +108,7 @@ def pci_parent(name: str) -> str:
     except OSError:
         return ""
     for function in functions:
-        if _PCI_FULL.fullmatch(function) and os.path.isdir(
+        if is_pci(function.lower()) and os.path.isdir(
                 os.path.join(devices, function, "net", name)):
             return function.lower()
     return ""
@@ -124,7 +118,7 @@ def belongs_to(name: str, address: str) -> bool:
     """Whether sysfs says netdev `name` is PCI function `address`'s: it is listed under
     bus/pci/devices/<address>/net/, or class/net/<name>/device is that function. What proves
     a legacy mapping's NIC on the node, where its name alone proves nothing (lo, a bridge)."""
-    if not _PCI_FULL.fullmatch(address) or not valid_ifname(name) or name in (".", ".."):
+    if not is_pci(address.lower()) or not valid_ifname(name) or name in (".", ".."):
         return False
     address = address.lower()
     if os.path.isdir(os.path.join(pci_dir(address), "net", name)):
@@ -160,7 +154,7 @@ def resolve(node: Node, device_id: str, device_name: str, allow_non_pci: bool = 
         # Node policy allows it: a name says nothing about the hardware; ethtool may still
         # tell a PCI function, so the NIC is locked and indexed by it like any other.
         info = backend.ethtool_driver(node, device_name)
-        bus = info.bus_info.lower() if info and _PCI_FULL.fullmatch(info.bus_info) else ""
+        bus = info.bus_info.lower() if info and is_pci(info.bus_info.lower()) else ""
         return Device(bus or f"name:{device_name}", device_name, bus, info.driver if info else "")
     raise CniError(INVALID_CONFIG, "no device to attach: deviceID, pciBusID, "
                    "runtimeConfig.deviceID and device are all missing",

@@ -21,13 +21,13 @@ import stat
 
 from plugin import device, log, settings
 from plugin.errors import INVALID_CONFIG, CniError
+from plugin.values import is_pci
 
 SPEC_VERSION = "1.1.0"
 DIR_ENV = settings.DEVINFO_DIR_ENV   # trusted runtime env (tests), never a NAD key
 DEFAULT_ROOTS = ("/var/run/k8s.cni.cncf.io/devinfo", "/run/k8s.cni.cncf.io/devinfo")
 CNI_SUBDIR = "cni"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+=,\-]{0,254}")
-_PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -61,7 +61,7 @@ def info(pci_address: str) -> dict[str, object]:
     pci: dict[str, str] = {"pci-address": pci_address}
     with contextlib.suppress(OSError):
         pf = os.path.basename(os.readlink(os.path.join(device.pci_dir(pci_address), "physfn")))
-        if _PCI.fullmatch(pf):
+        if is_pci(pf):
             pci["pf-pci-address"] = pf
     return {"type": "pci", "version": SPEC_VERSION, "pci": pci}
 

@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plugin import backend, delegate, identity, log
-from plugin import validate as v
-from plugin.cni import Env, valid_ifname
+from plugin import values as v
+from plugin.cni import Env
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
 from plugin.snapshot import parse_channels, parse_offloads, rename_line, xdp_modes
 from plugin.state import PHASE_MOVING, Record, netns_identity
+from plugin.values import valid_ifname
 
 if TYPE_CHECKING:
     from plugin.node import Node

@@ -20,11 +20,14 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
-_PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+from plugin.values import Invalid, is_ethernet_mac, is_pci, permanent_mac
+
 _PEER = re.compile(r"[0-9]{1,10}:(-?[0-9]{1,10})")
-_NO_MAC = "00:00:00:00:00:00"
 _IFINDEX_MAX = 2**31 - 1
+
+
+def _is_peer(text: str) -> bool:
+    return _PEER.fullmatch(text) is not None
 
 
 class Frame(Enum):
@@ -65,20 +68,20 @@ class NicIdentity(NamedTuple):
         if obj is None:
             return cls()
         if not isinstance(obj, Mapping):
-            raise ValueError("identity must be an object")
+            raise Invalid("identity must be an object")
         values = {}
-        for key, pattern in (("pci", _PCI), ("permMac", _MAC), ("peerNode", _PEER),
-                             ("peerPod", _PEER)):
+        for key, check in (("pci", is_pci), ("permMac", is_ethernet_mac),
+                           ("peerNode", _is_peer), ("peerPod", _is_peer)):
             value = obj.get(key, "")
-            if not isinstance(value, str) or (value and not pattern.fullmatch(value)):
-                raise ValueError(f"identity.{key}: invalid value {str(value)[:40]!r}")
+            if not isinstance(value, str) or (value and not check(value)):
+                raise Invalid(f"identity.{key}: invalid value {str(value)[:40]!r}")
             values[key] = value
         legacy = obj.get("legacy", False)
         if not isinstance(legacy, bool):
-            raise ValueError("identity.legacy: must be true or false")
+            raise Invalid("identity.legacy: must be true or false")
         index = obj.get("ifindex", 0)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= _IFINDEX_MAX:
-            raise ValueError(f"identity.ifindex: invalid value {str(index)[:40]!r}")
+            raise Invalid(f"identity.ifindex: invalid value {str(index)[:40]!r}")
         return cls(values["pci"], values["permMac"], values["peerNode"], values["peerPod"],
                    legacy, index)
 
@@ -92,7 +95,7 @@ def parent_pci(link: Mapping[str, Any]) -> str:
     if link.get("parentbus") != "pci":
         return ""
     dev = str(link.get("parentdev", "")).lower()
-    return dev if _PCI.fullmatch(dev) else ""
+    return dev if is_pci(dev) else ""
 
 
 def kind(link: Mapping[str, Any]) -> str:
@@ -113,15 +116,10 @@ def veth_peer(link: Mapping[str, Any]) -> str:
     return f"{index}:{nsid}"
 
 
-def normal_mac(mac: str) -> str:
-    mac = mac.strip().lower()
-    return mac if _MAC.fullmatch(mac) and mac != _NO_MAC else ""
-
-
 def of_link(link: Mapping[str, Any], frame: Frame, perm_mac: str = "") -> NicIdentity:
     """What to record about a NIC, seen in `frame`."""
     peer = veth_peer(link)
-    return NicIdentity(pci=parent_pci(link), perm_mac=normal_mac(perm_mac),
+    return NicIdentity(pci=parent_pci(link), perm_mac=permanent_mac(perm_mac),
                        peer_node=peer if frame is Frame.NODE else "",
                        peer_pod=peer if frame is Frame.POD else "", ifindex=ifindex_of(link))
 
@@ -157,7 +155,7 @@ def judge(ident: NicIdentity, link: Mapping[str, Any], frame: Frame, perm_mac: s
     if pci and ident.pci:
         return Evidence(pci == ident.pci, f"{name}: PCI parent {pci}"
                         + ("" if pci == ident.pci else f" is not {ident.pci}"))
-    perm = normal_mac(perm_mac)
+    perm = permanent_mac(perm_mac)
     if perm and ident.perm_mac:
         return Evidence(perm == ident.perm_mac, f"{name}: permanent MAC {perm}"
                         + ("" if perm == ident.perm_mac else f" is not {ident.perm_mac}"))
@@ -183,7 +181,7 @@ def legacy_evidence(ident: NicIdentity, link: Mapping[str, Any]) -> Evidence:
     from plugin.device import belongs_to
 
     name = str(link.get("ifname", ""))
-    if not _PCI.fullmatch(ident.pci):
+    if not is_pci(ident.pci):
         return Evidence(False, f"{name}: the legacy mapping names no PCI address")
     pci = parent_pci(link)
     if pci:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 from plugin import log
-from plugin import validate as v
+from plugin import values as v
 from plugin.device import normalize_pci
 from plugin.errors import CniError
 from plugin.files import NotRegular
@@ -101,7 +101,7 @@ def _entry(device_id: str, raw: object) -> LegacyEntry | None:
     NIC is never touched on the strength of it."""
     try:
         return _checked(device_id, raw)
-    except ValueError as e:  # validate.Corrupt
+    except ValueError as e:  # values.Corrupt
         log.error(f"legacy mapping {device_id[:64]!r} in {LEGACY_FILE_NAME} ignored: {e}")
         return None
 

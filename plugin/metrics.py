@@ -35,7 +35,10 @@ def _without_tls() -> None:
 
 
 class _Store:
-    """Collector: attachments held and orphaned records, read from the state dir."""
+    """Collector: attachments held and orphaned records, read from the state dir. A scrape
+    only looks (a read-only store: nothing set aside); a state dir it cannot read (a newer
+    release's layout, a planted symlink) leaves these two gauges out of that scrape and is
+    logged, never raised into the HTTP server (no answer, a traceback in the log)."""
 
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
@@ -43,9 +46,15 @@ class _Store:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
+        from plugin import log
+        from plugin.errors import CniError
         from plugin.state import StateStore
 
-        records = StateStore(self.state_dir).records()
+        try:
+            records = StateStore(self.state_dir, read_only=True).records()
+        except CniError as e:
+            log.warn(f"metrics: cannot read the state dir: {e.msg}")
+            return
         yield GaugeMetricFamily("amd_host_device_attachments",
                                 "Attachments recorded on this node (NICs held by pods)",
                                 value=len(records))
@@ -87,10 +96,34 @@ class Metrics:
 
 
 # The scrape endpoint is for Prometheus on the node, not for every pod on the node network:
-# a few connections at a time, each dropped when idle, and its sockets closed in every forked
-# child (close_in_child).
+# a few connections at a time, each dropped when idle or when its request has not arrived
+# whole in time (one byte every few seconds is never idle), and its sockets closed in every
+# forked child (close_in_child).
 MAX_CONNECTIONS = 8
 IDLE_SECONDS = 5.0
+REQUEST_SECONDS = 10.0
+
+
+def _deadline_reader(conn: socket.socket, seconds: float) -> Any:
+    """A buffered reader of `conn` whose reads all end by `seconds` from now (TimeoutError,
+    which the HTTP handler takes as "discard this connection"), none idle for IDLE_SECONDS."""
+    import io
+    import time
+
+    deadline = time.monotonic() + seconds
+
+    class Raw(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf: Any) -> int:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"request not complete after {seconds:g} s")
+            conn.settimeout(min(IDLE_SECONDS, left))
+            return conn.recv_into(buf)
+
+    return io.BufferedReader(Raw())
 
 
 def _server_class() -> Any:
@@ -102,9 +135,15 @@ def _server_class() -> Any:
         timeout = IDLE_SECONDS   # a socket timeout on every read: idle peers are dropped
         server: Any
 
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()
+            self.rfile = _deadline_reader(self.connection, REQUEST_SECONDS)
+
         def do_GET(self) -> None:
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+            self.connection.settimeout(IDLE_SECONDS)  # the answer: writes, not the deadline
             if self.path.split("?", 1)[0] not in ("/", "/metrics"):
                 self.send_error(404)
                 return

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from plugin.errors import INVALID_CONFIG, CniError
 from plugin.files import NotRegular, read_regular
+from plugin.values import PLUGIN_NAME_MAX, cni_name
 
 PATH_ENV = "AMD_HOST_DEVICE_NODE_CONFIG"
 STATE_DIR_ENV = "AMD_HOST_DEVICE_STATE_DIR"
@@ -61,8 +61,6 @@ _KEYS: Mapping[str, tuple[str, type]] = {
     "logFileMaxBytes": ("log_file_max_bytes", int),
 }
 _PATH_FIELDS = ("state_dir", "socket", "log_file")
-# A CNI plugin's file name in CNI_PATH (libcni's name characters; never a path).
-_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
 
 
 def _bad(path: str, why: str) -> CniError:
@@ -112,7 +110,7 @@ def parse(obj: Mapping[str, Any], source: str) -> NodePolicy:
                 raise _bad(source, f"{key} must be an absolute path without '..'")
             value = cleaned
         if kind is list:
-            if not all(isinstance(t, str) and _PLUGIN_NAME.fullmatch(t) for t in value):
+            if not all(isinstance(t, str) and cni_name(t, PLUGIN_NAME_MAX) for t in value):
                 raise _bad(source, f"{key} must be a list of CNI plugin names")
             value = tuple(value)
         fields[name] = value

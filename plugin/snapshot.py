@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from plugin import validate as v
+from plugin import values as v
 
 FOREVER = 4294967295
 MAX_ALTNAMES = 64
@@ -55,7 +55,7 @@ class Address(NamedTuple):
 
     @classmethod
     def from_json(cls, a: object, where: str = "address") -> Address:
-        """A recorded address, every field checked (see plugin/validate.py)."""
+        """A recorded address, every field checked (see plugin/values.py)."""
         a = v.fields(a, where, _ADDRESS_FIELDS)
         family, version = v.family(a.get("family"), f"{where}.family")
         flags = v.array(a.get("flags", []), f"{where}.flags")
@@ -150,7 +150,7 @@ class RouteEntry(NamedTuple):
 
     @classmethod
     def from_json(cls, r: object, where: str = "route") -> RouteEntry:
-        """A recorded route, every field checked (see plugin/validate.py)."""
+        """A recorded route, every field checked (see plugin/values.py)."""
         r = v.fields(r, where, _ROUTE_FIELDS)
         family, version = v.family(r.get("family"), f"{where}.family")
         metric = r.get("metric")
@@ -502,7 +502,7 @@ class LinkSnapshot(NamedTuple):
 
     @classmethod
     def from_json(cls, obj: object, where: str = "snapshot") -> LinkSnapshot:
-        """A recorded snapshot; raises validate.Corrupt (a ValueError) naming the bad field."""
+        """A recorded snapshot; raises values.Corrupt (a ValueError) naming the bad field."""
         obj = v.obj(obj, where)
         altnames = None if obj.get("altnames") is None else \
             v.array(obj.get("altnames"), f"{where}.altnames")
@@ -527,7 +527,7 @@ class LinkSnapshot(NamedTuple):
                   channels: str = "") -> LinkSnapshot:
         """The snapshot with what ADD's `ip -d -j link show` (and `ethtool -k`, `ethtool -l`)
         said of the NIC; checked by the rules a record read back is (raises
-        validate.Corrupt)."""
+        values.Corrupt)."""
         altnames = [v.string(a, f"{self.name} altname")
                     for a in v.array(link.get("altnames", []) if link is not None else [],
                                      "altnames")]

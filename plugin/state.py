@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from plugin import __version__, files, formats, log, netns, profile
-from plugin import validate as v
+from plugin import values as v
 from plugin.errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CniError
 from plugin.files import NotRegular
 from plugin.identity import NicIdentity
@@ -45,8 +45,6 @@ PHASE_ATTACHED = "attached"  # host-device succeeded: the NIC is in the pod
 PHASES = (PHASE_MOVING, PHASE_ATTACHED)
 MAX_FILE_BYTES = 1 << 20
 _NAME_MAX = 255
-_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_PCI = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _NETNS_ID = re.compile(r"[0-9]+:[0-9]+")
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -101,19 +99,19 @@ class Record(NamedTuple):
 
     @classmethod
     def from_json(cls, obj: object) -> Record:
-        """A record read back, every field checked as if hostile (plugin/validate.py); raises
-        validate.Corrupt (a ValueError) naming the field, or formats.Newer (code 11) for a
+        """A record read back, every field checked as if hostile (plugin/values.py); raises
+        values.Corrupt (a ValueError) naming the field, or formats.Newer (code 11) for a
         record a newer release wrote. Older shapes are upgraded first (formats.upgrade).
         Add a field: add its check here, with the default older records read back as."""
         o = v.obj(obj, "record")
         formats.check_record(o, "record")
         o = formats.upgrade(o)
         result = o.get("result")
-        return cls(container_id=container_id(o.get("containerID"), "containerID"),
+        return cls(container_id=v.container_id(o.get("containerID"), "containerID"),
                    ifname=v.ifname(o.get("ifname"), "ifname"),
                    device_key=device_key(o.get("deviceKey"), "deviceKey"),
-                   pci_address=_pci(o.get("pciAddress", ""), "pciAddress"),
-                   netns=_netns_path(o.get("netns", ""), "netns"),
+                   pci_address=v.pci_address(o.get("pciAddress", ""), "pciAddress"),
+                   netns=v.netns_path(o.get("netns", ""), "netns"),
                    phase=v.choice(o.get("phase"), "phase", PHASES),
                    snapshot=LinkSnapshot.from_json(o.get("snapshot")),
                    result=None if result is None else v.obj(result, "result"),
@@ -139,24 +137,22 @@ def displayable(value: str) -> str:
 def _attachment_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     """network, pod, master, uppers: validated on read (a record is hostile input). network:
     any name ADD accepts (libcni's rule), or what older versions stored (printable)."""
-    from plugin.cni import valid_ifname, valid_network_name
-
     out: dict[str, Any] = {}
     for key in ("network", "pod", "master"):
         value = obj.get(key, "")
-        if key == "network" and isinstance(value, str) and valid_network_name(value):
+        if key == "network" and isinstance(value, str) and v.valid_network_name(value):
             out[key] = value  # whatever name ADD accepts (plugin/config.py) reads back
             continue
         if not isinstance(value, str) or displayable(value) != value:
-            raise ValueError(f"{key}: must be a printable string of at most {_DISPLAY_MAX} "
+            raise v.Corrupt(f"{key}: must be a printable string of at most {_DISPLAY_MAX} "
                              "characters")
-        if key == "master" and value and not valid_ifname(value):
-            raise ValueError("master: not an interface name")
+        if key == "master" and value and not v.valid_ifname(value):
+            raise v.Corrupt("master: not an interface name")
         out[key] = value
     uppers = obj.get("uppers", [])
-    if not isinstance(uppers, list) or not all(isinstance(u, str) and valid_ifname(u)
+    if not isinstance(uppers, list) or not all(isinstance(u, str) and v.valid_ifname(u)
                                                for u in uppers):
-        raise ValueError("uppers: must be a list of interface names")
+        raise v.Corrupt("uppers: must be a list of interface names")
     out["uppers"] = tuple(uppers)
     out["device_info"] = _device_info(obj.get("deviceInfo", ""))
     return out
@@ -181,21 +177,10 @@ def _reads_back(data: bytes) -> None:
         if len(data) > MAX_FILE_BYTES:
             raise v.Corrupt(f"record: {len(data)} bytes, over {MAX_FILE_BYTES}")
         Record.from_json(json.loads(data))
-    except (ValueError, RecursionError) as e:  # validate.Corrupt is a ValueError
+    except (ValueError, RecursionError) as e:  # values.Corrupt is a ValueError
         why = "the record would not read back, so the NIC could not be given back"
         raise CniError(INVALID_CONFIG, f"refusing to record this attachment: {str(e)[:200]}",
                        why) from None
-
-
-def container_id(value: object, what: str) -> str:
-    text = v.string(value, what)
-    if not _CONTAINER_ID.fullmatch(text) or len(text) > 4096:
-        raise v.Corrupt(f"{what}: {text[:40]!r} is not a container ID")
-    return text
-
-
-def _pci(value: object, what: str) -> str:
-    return v.matching(value, what, _PCI, "a PCI address")
 
 
 def device_key(value: object, what: str) -> str:
@@ -203,17 +188,9 @@ def device_key(value: object, what: str) -> str:
     if isinstance(value, str) and value.startswith("name:"):
         v.ifname(value[5:], what)
         return value
-    text = _pci(value, what)
+    text = v.pci_address(value, what)
     if not text:
         raise v.Corrupt(f"{what}: empty")
-    return text
-
-
-def _netns_path(value: object, what: str) -> str:
-    text = v.string(value, what)
-    if text and (not os.path.isabs(text) or len(text) > 4096 or not text.isprintable()
-                 or ".." in text.split("/")):
-        raise v.Corrupt(f"{what}: {text[:60]!r} is not an absolute path")
     return text
 
 

@@ -167,3 +167,97 @@ def test_metrics_address_must_be_an_ip(node, bad):
 
     with pytest.raises(CniError):
         policy.parse({"metricsAddress": bad}, "test")
+
+
+# Opens N connections to host:port and sends one byte on each every 2 s (never idle for
+# metrics.IDLE_SECONDS); writes how many connected to argv[4]; stops when the server has closed
+# them all, or after 90 s.
+_TRICKLE = """
+import socket, sys, time, os
+host, port, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+held = []
+for _ in range(n):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.settimeout(5)
+    try:
+        s.connect((host, port))
+        s.sendall(b"G")
+        held.append(s)
+    except OSError:
+        pass
+with open(out + ".tmp", "w") as f:
+    f.write(str(len(held)))
+os.rename(out + ".tmp", out)
+deadline = time.monotonic() + 90
+while held and time.monotonic() < deadline:
+    time.sleep(2)
+    for s in list(held):
+        try:
+            s.sendall(b"E")
+        except OSError:
+            held.remove(s)
+"""
+
+# One scrape: prints "ok" when the server answered 200.
+_SCRAPE = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    s.sendall(b"GET /metrics HTTP/1.0\\r\\n\\r\\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    print("ok" if data.startswith(b"HTTP/1.0 200") else "no")
+except OSError:
+    print("no")
+"""
+
+
+def test_trickling_connections_cannot_hold_the_metrics_port(node):
+    """Attack: fill every metrics slot with connections that send one byte of the request
+    line every 2 s. Never idle for metrics.IDLE_SECONDS, so never dropped: the request line may
+    be 64 KiB long, so one trickle holds a slot for a day and Prometheus gets nothing.
+    Safe: a request must arrive whole within metrics.REQUEST_SECONDS, then the slot is free."""
+    port = _free_port()
+    node.write_policy(metricsPort=port)
+    node.start_daemon()
+    out = f"{node.tmp}/trickling"
+    trickler = subprocess.Popen(["ip", "netns", "exec", node.node, sys.executable, "-I", "-c",
+                                 _TRICKLE, "127.0.0.1", str(port),
+                                 str(metrics.MAX_CONNECTIONS), out],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for_int(out) == metrics.MAX_CONNECTIONS
+        deadline = time.monotonic() + 45
+        while _in_node(node, _SCRAPE, "127.0.0.1", str(port)).stdout.strip() != "ok":
+            assert time.monotonic() < deadline, "trickling peers hold every metrics slot"
+            time.sleep(1)
+    finally:
+        trickler.kill()
+        trickler.wait()
+
+
+@pytest.mark.parametrize("plant", ["newer-store", "symlinked-attachments"])
+def test_a_state_dir_the_plugin_cannot_read_does_not_break_scrapes(node, plant):
+    """Attack (a hostile or newer disk): the state dir was laid out by a newer release
+    (format.json formatVersion 2), or its attachments/ is a symlink. Reading it raised a
+    CniError out of the metrics collector: every scrape got no answer and wrote a Python
+    traceback into the daemon's log. Safe: the scrape answers (without the state gauges) and
+    the log has no traceback."""
+    port = _free_port()
+    node.write_policy(metricsPort=port)
+    os.makedirs(os.path.join(node.state_dir, "attachments"), exist_ok=True)
+    if plant == "newer-store":
+        with open(os.path.join(node.state_dir, "format.json"), "w") as f:
+            f.write('{"formatVersion": 2, "writtenBy": "9.0.0"}\n')
+    else:
+        os.rmdir(os.path.join(node.state_dir, "attachments"))
+        os.makedirs(os.path.join(node.tmp, "elsewhere"))
+        os.symlink(os.path.join(node.tmp, "elsewhere"), os.path.join(node.state_dir,
+                                                                     "attachments"))
+    node.start_daemon()
+    assert _in_node(node, _SCRAPE, "127.0.0.1", str(port)).stdout.strip() == "ok"
+    assert "Traceback" not in node.daemon_log()

@@ -241,26 +241,38 @@ def log_line(line: str) -> None:
             and words[2] == "ip":
         _match(NETNS_PATH, words[1][len("--net="):])
         return ip_argv(words[3:])
-    if words[0] == "nsenter" and len(words) > 3 and words[1].startswith("--net=") \
-            and words[2] in ("cat", "tee"):
+    if words[0] == "nsenter" and len(words) > 4 and words[1].startswith("--net=") \
+            and words[2] in ("sh", "/bin/sh") and words[3] == "-c":
         _match(NETNS_PATH, words[1][len("--net="):])
-        return accept_dad(words[2], words[3:])
+        return accept_dad(" ".join(words[4:]))
     raise Bad(f"unexpected tool {words[0]!r}")
 
 
-def accept_dad(tool: str, paths: list[str]) -> None:
-    """plugin/dad.py in the pod's netns: read the default accept_dad; write it and the NIC's."""
+def accept_dad(text: str) -> None:
+    """plugin/dad.py's two fixed scripts in the pod's netns: read the default and all
+    accept_dad and turn the default off; put back the default (and the NIC's) to a number."""
+    from plugin import dad
+
+    found = [(tool, text[len(script) + 4:].split(" ")) for script, tool in
+             ((dad._OFF, "off"), (dad._PUT, "put")) if text.startswith(script + " sh ")]
+    if not found:
+        raise Bad(f"sh script {text[:60]!r}")
+    tool, args = found[0]
+    if tool == "put":
+        if not re.fullmatch(r"-?[0-9]", args[0]):
+            raise Bad(f"accept_dad value {args[0]!r}")
+        args = args[1:]
     names = []
-    for path in paths:
+    for path in args:
         m = re.fullmatch(r"/proc/sys/net/ipv6/conf/([^/]+)/accept_dad", path)
         if not m:
             raise Bad(f"{tool} of {path!r}")
         names.append(m[1])
-    if tool == "cat" and names != ["default"]:
-        raise Bad(f"cat of {names}")
-    if tool == "tee" and (names[0] != "default" or len(names) > 2
+    if tool == "off" and names != ["default", "all"]:
+        raise Bad(f"off of {names}")
+    if tool == "put" and (not names or names[0] != "default" or len(names) > 2
                           or any(n in ("all", "default") for n in names[1:])):
-        raise Bad(f"tee to {names}")
+        raise Bad(f"put to {names}")
     for name in names[1:]:
         _match(IFNAME, name)
 

@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 
+from plugin import dad
 from plugin.snapshot import parse_snapshot
 from tests.support.grammar import Bad, batch_line, log_line
 
@@ -43,18 +44,23 @@ def test_argv_forms():
         log_line("A ip netns exec x touch y")
 
 
+D = "/proc/sys/net/ipv6/conf/{}/accept_dad"
+OFF = f"A nsenter --net=/run/netns/p sh -c {dad._OFF} sh"
+PUT = f"A nsenter --net=/run/netns/p sh -c {dad._PUT} sh"
+
+
 @pytest.mark.parametrize(("line", "ok"), [
-    ("A nsenter --net=/run/netns/p cat /proc/sys/net/ipv6/conf/default/accept_dad", True),
-    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/default/accept_dad", True),
-    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/default/accept_dad "
-     "/proc/sys/net/ipv6/conf/net1/accept_dad", True),
-    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/all/accept_dad", False),
-    ("A nsenter --net=/run/netns/p tee /proc/sys/net/ipv6/conf/default/accept_dad "
-     "/proc/sys/net/ipv6/conf/all/accept_dad", False),
-    ("A nsenter --net=/run/netns/p tee /etc/passwd", False),
-    ("A nsenter --net=/run/netns/p cat /proc/sys/net/ipv6/conf/net1/accept_dad", False),
-    ("A nsenter --net=/run/netns/p cat /proc/sys/net/ipv6/conf/default/forwarding", False),
-    ("A tee /proc/sys/net/ipv6/conf/default/accept_dad", False)])
+    (f"{OFF} {D.format('default')} {D.format('all')}", True),
+    (f"{PUT} 1 {D.format('default')}", True),
+    (f"{PUT} 1 {D.format('default')} {D.format('net1')}", True),
+    (f"{PUT} 1 {D.format('all')}", False),
+    (f"{PUT} 1 {D.format('default')} {D.format('all')}", False),
+    (f"{PUT} 1 /etc/passwd", False),
+    (f"{PUT} $(reboot) {D.format('default')}", False),
+    (f"{OFF} {D.format('net1')} {D.format('all')}", False),
+    (f"{OFF} {D.format('default')} /proc/sys/net/ipv6/conf/default/forwarding", False),
+    ("A nsenter --net=/run/netns/p sh -c reboot sh", False),
+    (f"A sh -c {dad._PUT} sh 1 {D.format('default')}", False)])
 def test_only_the_pods_accept_dad_is_read_or_written(line, ok):
     if ok:
         log_line(line)

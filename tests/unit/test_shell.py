@@ -1,4 +1,4 @@
-"""The command shell (plugin/shell.py): framing, failures, and one shell per process."""
+"""The command shell (plugin/node.py): framing, failures, and one shell per process."""
 
 from __future__ import annotations
 

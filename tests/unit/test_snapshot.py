@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from plugin import validate as v
+from plugin import values as v
 from plugin.snapshot import (
     LinkSettings,
     LinkSnapshot,

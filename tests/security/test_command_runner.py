@@ -1,11 +1,10 @@
-"""Fourth red team: attacks on the one-shell command runner without coreutils `timeout`
-(plugin/shell.py), the daemon's pre-forked spare child (plugin/daemon.py), the NamedTuple
-values on the request path, and DEL's latest changes. Each test FAILS on the code it was
-written against and passes once the attack is refused, unless its docstring says it is a
-passing regression test. Real ip, the real host-device, veth NICs in namespaces
-(tests/support/simnode.py); the node is cleaned by the fixtures; every process a test
-starts is ended by PID; anything that could hang is bounded by a timeout (a hang guard, not a
-timing assertion: the bound is past the plugin's own command deadline).
+"""The one-shell command runner (plugin/node.py) under attack: a signal or a command that
+does not read its stdin cannot shift its framing, a hung command is killed at its deadline
+whoever dies above it (the in-process plugin, a daemon child, the daemon on SIGTERM), SIGTERM
+during ADD still rolls back, and the marker nonce is not readable by another local user.
+Real ip, the real host-device, veth NICs in namespaces (tests/support/simnode.py); every
+process a test starts is ended by PID; anything that could hang is bounded by a timeout (a
+hang guard, not a timing assertion: the bound is past the plugin's own command deadline).
 """
 
 import contextlib
@@ -13,23 +12,88 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 from plugin import backend
 from plugin import node as shell
-from tests.support.checks import RAW_PING, REAL_IP, edit_record, ok, records, restored, script, wait_for_int
+from tests.support.checks import (
+    REAL_IP,
+    ok,
+    records,
+    restored,
+    script,
+    wait_for_int,
+)
+from tests.support.processes import end_processes, gone_within, process_stat
 
 
-def _stat(pid):
-    """(state, ppid, pgid) of a process, or None once it is gone (or a zombie)."""
+def _ip_signaller(tmp_path, pattern, sig="TERM"):
+    """An `ip` first in PATH that sends `sig` to the plugin when its argv matches the shell
+    case `pattern` (once), then answers as the real ip would, a moment later: the runtime's
+    timeout kill arriving while a command is in flight, the likeliest moment (commands are
+    most of a request's time)."""
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    once = tmp_path / "signalled"
+    script(d, "ip", f'case "$*" in {pattern})\n'
+           f'  if [ ! -e {once} ]; then touch {once}\n'
+           '  p=$PPID; while case "$(cat /proc/$p/comm)" in timeout|sh|dash) true;; *) false;; esac\n'
+           '  do p=$(cut -d" " -f4 /proc/$p/stat); done\n'
+           f'  kill -{sig} $p; sleep 1; fi;; esac\nexec {REAL_IP} "$@"\n')
+    return {"PATH": f"{d}:{os.environ['PATH']}"}
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_command_interrupted_by_a_signal_does_not_answer_the_next_one(fresh_shell):
+    """The plugin turns SIGTERM into SystemExit (plugin/main.py) and ADD then rolls back
+    with more commands, in the same shell. An exception raised out of shell.run while a
+    command is in flight leaves its output and end marker to come; the next command's wait
+    finds that marker and returns the interrupted command's output and exit code as its own,
+    and so on: every later command in the process gets the answer of the one before.
+    Safe: the next command gets its own answer (e.g. the interrupted shell is discarded)."""
+    def interrupt(*_):
+        raise _Interrupted()
+    old = signal.signal(signal.SIGUSR1, interrupt)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[0], int(fields[1]), int(fields[2])
+        with contextlib.suppress(_Interrupted):
+            shell.run(["sh", "-c", f"kill -USR1 {os.getpid()}; sleep 0.5; echo first; exit 3"],
+                      seconds=30)
+        second = shell.run(["echo", "second"], seconds=30)
+        third = shell.run(["echo", "third"], seconds=30)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert second == (0, "second\n", "")
+    assert third == (0, "third\n", "")
+
+
+def test_a_command_that_exits_without_reading_its_stdin_does_not_shift_the_framing(
+        fresh_shell):
+    """A request's stdin lines are copied to the command by a subshell on the left of a pipe
+    (plugin/node.py). When the command exits before reading them all (`ip -batch -` without
+    -force stops at its first failing line; `timeout` kills a hung ip; argv[0] not found)
+    and the lines do not fit the pipe, the copier dies of SIGPIPE and the lines it did not
+    copy stay on the shell's stdin: the shell reads them as the next requests (timeout, argc,
+    argv words...), so every later command gets the answer of a phantom one ("[: Illegal
+    number", exit 125). Safe: the next command gets its own answer."""
+    shell.run(["true"], ["x" * 100] * 3000, seconds=30)
+    assert shell.run(["echo", "next"], seconds=30) == (0, "next\n", "")
+
+
+def test_sigterm_while_a_command_runs_in_add_still_rolls_back(node, pod, tmp_path):
+    """The runtime's SIGTERM arrives while ADD reads the NIC in the pod after host-device
+    moved it (`ip -n POD -j -d link show dev net1`, the record says "moving"). ADD rolls back
+    through the same command shell, whose answers are now one command behind: the rollback
+    reads the wrong JSON for every step and fails, leaving the NIC on the node unconfigured
+    under a temporary name. Safe: ADD fails and the rollback restores the NIC, as it does
+    for a SIGTERM during host-device (tests/integration/test_crash.py)."""
+    nic = node.nics[0]
+    call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1",
+                    extra_env=_ip_signaller(tmp_path, '*"-j -d link show dev net1"*'))
+    assert (tmp_path / "signalled").exists()
+    assert call.rc != 0
+    assert restored(node, nic) and records(node) == []
 
 
 def _hanging_ip(tmp_path):
@@ -44,24 +108,6 @@ def _hanging_ip(tmp_path):
                     f'exec {REAL_IP} "$@"\n')
     return {"PATH": f"{d}:{os.environ['PATH']}"}, once
 
-
-def _gone_within(pid, seconds):
-    deadline = time.monotonic() + seconds
-    while _stat(pid) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-def _end(*pids):
-    for pid in pids:
-        if pid and _stat(pid) is not None:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-
-
-# -- plugin/shell.py: a command outlives its dead caller --------------------------------------
 
 def test_a_hung_command_of_a_sigkilled_in_process_plugin_is_still_killed_at_its_deadline(
         node, pod, tmp_path):
@@ -88,13 +134,13 @@ def test_a_hung_command_of_a_sigkilled_in_process_plugin_is_still_killed_at_its_
         plugin.stdin.write(json.dumps(node.conf(nic.pci)))
         plugin.stdin.close()
         hung = wait_for_int(once)
-        shell_pid = _stat(hung)[1]
+        shell_pid = process_stat(hung)[1]
         os.kill(plugin.pid, signal.SIGKILL)   # the runtime's timeout kill
         plugin.wait(timeout=30)
-        assert _gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
+        assert gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
             "the dead plugin's command (and its shell) live on past the command deadline"
     finally:
-        _end(plugin.pid, hung, shell_pid)
+        end_processes(plugin.pid, hung, shell_pid)
 
 
 def test_a_hung_command_of_a_sigkilled_daemon_child_is_still_killed_at_its_deadline(
@@ -120,109 +166,24 @@ def test_a_hung_command_of_a_sigkilled_daemon_child_is_still_killed_at_its_deadl
         caller.stdin.write(json.dumps(node.conf(nic.pci)))
         caller.stdin.close()
         hung = wait_for_int(once)
-        shell_pid = _stat(hung)[1]
-        child = _stat(shell_pid)[1]
-        assert _stat(child)[1] == node.daemon.pid, "the command is not run by a daemon child"
+        shell_pid = process_stat(hung)[1]
+        child = process_stat(shell_pid)[1]
+        assert process_stat(child)[1] == node.daemon.pid, "the command is not run by a daemon child"
         os.kill(child, signal.SIGKILL)
-        assert _gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
+        assert gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
             "the dead child's command (and its shell) live on past the command deadline"
     finally:
-        _end(hung, shell_pid, child)
+        end_processes(hung, shell_pid, child)
         if caller is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 caller.wait(timeout=60)
-            _end(caller.pid)
+            end_processes(caller.pid)
         node.stop_daemon()
 
 
-# -- plugin/listing.py on a hostile record -----------------------------------------------------
-
-def test_list_on_a_record_orphaned_past_year_9999_reports_instead_of_a_traceback(node, pod):
-    """Attack (a corrupt disk or a hostile write to the state dir): `orphanedSince` (and
-    `created`) of 3e11, which validate.number accepts (< 1e12), is year 11476. `list --json`
-    prints it, but the table's _orphan_cell parses it back with strptime("%Y"), which takes
-    four digits: `list` dies with a ValueError traceback and shows the operator no
-    attachment at all, the healthy ones included.
-    Safe: `list` prints the table (the record as it reads, or listed as corrupt), exit 0,
-    no traceback."""
-    nic = node.nics[0]
-    ok(node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1"))
-    (name,) = records(node)
-    edit_record(node, name, lambda o: o.update(orphanedSince=3e11, created=3e11))
-    listed = node.run("list")
-    assert "Traceback" not in listed.stderr, listed.stderr[-800:]
-    assert listed.rc == 0 and "c1" in listed.stdout
-    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
-    assert restored(node, nic)
-
-
-# -- attacks that held: passing regression tests -----------------------------------------------
-
-def _kids(pid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _stat(int(entry))) is not None and st[1] == pid:
-            out.append(int(entry))
-    return out
-
-
-def _one_child(pid, limit=20.0):
-    deadline = time.monotonic() + limit
-    while len(kids := _kids(pid)) != 1:
-        assert time.monotonic() < deadline, f"children of {pid}: {kids}"
-        time.sleep(0.02)
-    return kids[0]
-
-
-def test_held_a_sigkilled_daemon_leaves_neither_its_idle_spare_nor_the_spares_shell(node):
-    """Passing regression test. Attack: SIGKILL the daemon while its spare child (with its
-    command shell started) waits for a connection. Safe, and so it is: the spare reads EOF
-    on its socketpair and exits, and its shell reads EOF on stdin and exits: nothing of the
-    daemon is left (checked by PID, bounded by a hang guard)."""
-    pid = node.start_daemon("--grace", "2")
-    spare = _one_child(pid)
-    shell_pid = _one_child(spare)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        node.daemon.wait(timeout=30)
-        assert _gone_within(spare, 20), "the idle spare outlived its daemon"
-        assert _gone_within(shell_pid, 20), "the spare's shell outlived its daemon"
-    finally:
-        _end(spare, shell_pid)
-
-
-def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(node, pod):
-    """Passing regression test. Attack: with the socket's file modes opened up (so only the
-    daemon's SO_PEERCRED check stands in the way), a local non-root user opens a burst of
-    connections. Safe, and so it is: each is refused in the parent before the spare is
-    handed anything; the same spare then serves the next root request through the daemon."""
-    pid = node.start_daemon("--grace", "2")
-    spare = _one_child(pid)
-    os.chmod(node.tmp, 0o711)
-    os.chmod(os.path.dirname(node.socket), 0o755)
-    os.chmod(node.socket, 0o666)
-    burst = [subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               "/usr/bin/python3", "-I", "-c", RAW_PING, node.socket],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for _ in range(20)]
-    for p in burst:
-        out, _ = p.communicate(timeout=60)
-        assert "PONG" not in out
-    assert _kids(pid) == [spare], "a non-root peer consumed or replaced the spare"
-    nic = node.nics[0]
-    call = node.cni("ADD", node.conf(nic.pci), "c1", pod, "net1")
-    ok(call)
-    assert "attached" not in call.stderr   # through the daemon
-    ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
-    assert restored(node, nic)
-    assert node.stop_daemon() == 0
-
-
-# -- plugin/shell.py: the marker's nonce is public ------------------------------------------
-
 def test_the_shells_marker_nonce_is_not_readable_by_an_unprivileged_local_user(fresh_shell):
     """Attack: the end-of-command marker is unforgeable only while its nonce is secret
-    (plugin/shell.py: "it does not know the nonce"). The nonce is the shell's $0, i.e. in
+    (plugin/node.py: "it does not know the nonce"). The nonce is the shell's $0, i.e. in
     argv: /proc/<shell>/cmdline is world-readable, so any local user, or any hostPID pod,
     reads it for as long as the shell lives (a daemon's spare: until the next request).
     Whoever can then get "\\n<nonce> <rc>\\n" into a command's output and stderr ends that
@@ -262,13 +223,13 @@ def test_a_hung_reconcile_command_is_still_killed_at_its_deadline_after_a_daemon
         node.remove_pod(pod.rsplit("/", 1)[1])   # the pod is gone: reconcile looks for the NIC
         armed.touch()
         hung = wait_for_int(hung_file)
-        shell_pid = _stat(hung)[1]
-        runner = _stat(shell_pid)[1]
-        assert _stat(runner)[1] == node.daemon.pid, "the command is not run by a daemon child"
+        shell_pid = process_stat(hung)[1]
+        runner = process_stat(shell_pid)[1]
+        assert process_stat(runner)[1] == node.daemon.pid, "the command is not run by a daemon child"
         node.stop_daemon()
-        assert _stat(runner) is None, "the daemon stopped but its reconcile child lives"
-        assert _gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
+        assert process_stat(runner) is None, "the daemon stopped but its reconcile child lives"
+        assert gone_within(hung, backend.COMMAND_TIMEOUT_SECONDS + 15), \
             "the reconcile child's command (and its shell) live on past the command deadline"
     finally:
-        _end(hung, shell_pid, runner)
+        end_processes(hung, shell_pid, runner)
         node.stop_daemon()
