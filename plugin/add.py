@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from plugin import NEWEST_CNI_VERSION, backend, dad, delegate, device, identity, log, uplink
 from plugin.cni import Env
@@ -35,9 +35,6 @@ from plugin.state import (
     netns_identity,
 )
 
-if TYPE_CHECKING:
-    from plugin.node import Node
-
 DEFAULT_ROUTE_OPT_OUT = "allowDefaultRouteDevice"
 PORT_OPT_IN = "allowPortDevices"
 
@@ -52,7 +49,7 @@ class NodeView(NamedTuple):
     unproven: tuple[str, ...] = ()  # IPv6 addresses DAD had not proven on the node (dad.py)
 
 
-def capture(node: Node, netdev: str) -> NodeView:
+def capture(node: backend.Node, netdev: str) -> NodeView:
     """Everything a faithful restore needs, and what the uplink guard needs, in one
     `ip -d -N -batch` (numbers, not /etc/iproute2 names)."""
     try:
@@ -110,7 +107,7 @@ def _our_ipv6(conf: NetConf, snapshot: LinkSnapshot) -> list[str]:
     return [a.cidr for a in snapshot.addresses if a.family == "inet6"]
 
 
-def _require_free_ifname(node: Node, env: Env) -> None:
+def _require_free_ifname(node: backend.Node, env: Env) -> None:
     try:
         taken = backend.link_exists(node, env.ifname, netns=env.netns)
     except backend.CommandFailed as e:
@@ -120,7 +117,7 @@ def _require_free_ifname(node: Node, env: Env) -> None:
                        env.netns)
 
 
-def _give_back_stale(node: Node, store: StateStore, stale: list[Record], dev: device.Device, env: Env,
+def _give_back_stale(node: backend.Node, store: StateStore, stale: list[Record], dev: device.Device, env: Env,
                   conf: NetConf) -> str:
     """Records that claim a NIC we just found on the node are stale (a crash before the move,
     or a pod whose netns died and sent the NIC home): restore from them and drop them.
@@ -143,7 +140,8 @@ def _give_back_stale(node: Node, store: StateStore, stale: list[Record], dev: de
     return netdev
 
 
-def _give_back_legacy(node: Node, store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
+def _give_back_legacy(node: backend.Node, store: StateStore, dev: device.Device, env: Env,
+                      conf: NetConf) -> str:
     """A mapping from AMD's Go plugin for a NIC that is on the node: its pod is gone; give the
     node back the addresses the Go plugin saved before we record the NIC afresh.
     Returns the NIC's name now."""
@@ -161,7 +159,7 @@ def _give_back_legacy(node: Node, store: StateStore, dev: device.Device, env: En
     return record.snapshot.name
 
 
-def _resolve(node: Node, conf: NetConf, store: StateStore) -> device.Device:
+def _resolve(node: backend.Node, conf: NetConf, store: StateStore) -> device.Device:
     """The NIC on the node. A PCI function that lists no netdev may be one an attachment
     holds: ask the state store first, so that answer does not wait for a netdev to appear."""
     if conf.device_id:
@@ -183,7 +181,7 @@ def _stale(store: StateStore, dev: device.Device, env: Env) -> list[Record]:
     return list(found.values())
 
 
-def add(node: Node, env: Env, conf: NetConf) -> Result:
+def add(node: backend.Node, env: Env, conf: NetConf) -> Result:
     info_file = _device_info_file(conf)  # refused (code 7) before anything happens
     store = StateStore(conf.state_dir)
     dev = _resolve(node, conf, store)
@@ -236,7 +234,7 @@ def add(node: Node, env: Env, conf: NetConf) -> Result:
     return result
 
 
-def _guard_uplinks(node: Node, netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessment:
+def _guard_uplinks(node: backend.Node, netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessment:
     """Refuse (code 7) to take the node's uplink, or a port/lower device, without opt-in."""
     seen = uplink.inspect(node, netdev, view.links, view.defaults)
     via = seen.default_route_via or ("the node's default route goes through it"
@@ -258,7 +256,7 @@ def _guard_uplinks(node: Node, netdev: str, view: NodeView, conf: NetConf) -> up
     return seen
 
 
-def _node_identity(node: Node, netdev: str, link: Mapping[str, Any] | None) -> identity.NicIdentity:
+def _node_identity(node: backend.Node, netdev: str, link: Mapping[str, Any] | None) -> identity.NicIdentity:
     """What proves, later, that an interface is this NIC (plugin/identity.py)."""
     if link is None:
         return identity.NicIdentity()
@@ -266,7 +264,7 @@ def _node_identity(node: Node, netdev: str, link: Mapping[str, Any] | None) -> i
     return identity.of_link(link, identity.Frame.NODE, perm)
 
 
-def _with_pod_identity(node: Node, record: Record, env: Env) -> Record:
+def _with_pod_identity(node: backend.Node, record: Record, env: Env) -> Record:
     """A veth NIC's peer as the pod sees it: nsids are per namespace, so DEL compares what it
     reads in the pod with what was read in the pod. Read before any workload runs there."""
     if not record.identity.peer_node:
@@ -322,7 +320,7 @@ def _write_device_info(path: str, dev: device.Device) -> str:
     return path if wrote else ""
 
 
-def _rollback(node: Node, store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
+def _rollback(node: backend.Node, store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
     from plugin import devinfo, giveback
 
     devinfo.remove(record.device_info)

@@ -18,7 +18,7 @@ from plugin import log, tools, values
 from plugin.netns import is_net as is_netns
 
 if TYPE_CHECKING:
-    from plugin.node import Node
+    from plugin.node import Node as Node  # for the annotations of its callers
 
 # Failures that go away by themselves: the kernel or another agent is busy with the device.
 _TRANSIENT = ("Device or resource busy", "Resource temporarily unavailable",

@@ -10,11 +10,8 @@ from plugin.result import parse_result
 from plugin.state import PHASE_ATTACHED, StateStore
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from plugin.node import Node
 
-
-def check(node: Node, env: Env, conf: NetConf) -> None:
+def check(node: backend.Node, env: Env, conf: NetConf) -> None:
     if version_key(conf.cni_version) < (0, 4, 0):
         raise CniError(INCOMPATIBLE_VERSION, f"CHECK needs cniVersion >= 0.4.0, got "
                        f"{conf.cni_version}")

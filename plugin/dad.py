@@ -19,13 +19,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugin import backend, log
 from plugin.errors import NETWORK_COMMAND_FAILED, CniError
-
-if TYPE_CHECKING:
-    from plugin.node import Node
 
 SETTLE_SECONDS = 10.0   # what the reference plugins allow (pkg/ip SettleAddresses)
 SETTLE_INTERVAL = 0.05
@@ -64,7 +61,7 @@ _OFF = ('IFS= read -r d < "$1"; IFS= read -r a < "$2"; printf "%s %s\\n" "$d" "$
 _PUT = 'v=$1; shift; for f; do echo "$v" > "$f" || exit 1; done'
 
 
-def _turn_off(node: Node, netns: str) -> str | None:
+def _turn_off(node: backend.Node, netns: str) -> str | None:
     """Turn the pod's default.accept_dad off for the NIC's arrival, in one process: the value
     to put back, or None when nothing was changed (it cannot be read; the pod's all.accept_dad
     is on, so the kernel runs DAD anyway; or the default skips DAD already): then the caller
@@ -82,7 +79,7 @@ def _turn_off(node: Node, netns: str) -> str | None:
     return out[0]
 
 
-def _put_back(node: Node, netns: str, names: Iterable[str], value: str) -> bool:
+def _put_back(node: backend.Node, netns: str, names: Iterable[str], value: str) -> bool:
     try:
         backend.run(node, ["sh", "-c", _PUT, "sh", value, *(_accept_dad(n) for n in names)],
                     netns=netns)
@@ -93,7 +90,7 @@ def _put_back(node: Node, netns: str, names: Iterable[str], value: str) -> bool:
 
 
 @contextlib.contextmanager
-def skipping(node: Node, netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
+def skipping(node: backend.Node, netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
     """Around host-device's ADD: yields whether the NIC surely arrives with DAD off (we turned
     it off). On a normal exit the NIC's own accept_dad is set to the pod's default too; the
     default is put back whatever happens. A pod whose default skips DAD already (or another ADD
@@ -114,7 +111,7 @@ def skipping(node: Node, netns: str, ifname: str, wanted: bool) -> Iterator[bool
                            f"accept_dad={saved}")
 
 
-def _states(node: Node, netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
+def _states(node: backend.Node, netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
     try:
         shown = backend.ip_json(node, [f"address show dev {ifname}"], netns=netns)[0]
     except backend.CommandFailed as e:
@@ -124,7 +121,7 @@ def _states(node: Node, netns: str, ifname: str) -> dict[str, Mapping[str, Any]]
             for a in link.get("addr_info", []) if a.get("family") == "inet6"}
 
 
-def settle(node: Node, netns: str, ifname: str, cidrs: Sequence[str],
+def settle(node: backend.Node, netns: str, ifname: str, cidrs: Sequence[str],
            timeout: float = SETTLE_SECONDS) -> None:
     """Wait until none of `cidrs` is tentative on the NIC in the pod; one that failed DAD, or
     is still tentative after `timeout`, is an error naming it (the caller rolls back)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugin import backend, device, devinfo, giveback, identity, legacy, log
 from plugin.cni import Env
@@ -30,9 +30,6 @@ from plugin.config import NetConf
 from plugin.errors import NETWORK_COMMAND_FAILED, TRY_AGAIN_LATER, CniError
 from plugin.netns import is_net as is_netns
 from plugin.state import Record, StateStore
-
-if TYPE_CHECKING:
-    from plugin.node import Node
 
 MAX_ORPHAN_SECONDS = 24 * 3600.0
 
@@ -46,7 +43,7 @@ class Released(enum.Enum):
     GONE = "gone"          # a concurrent DEL had already released it
 
 
-def delete(node: Node, env: Env, conf: NetConf) -> None:
+def delete(node: backend.Node, env: Env, conf: NetConf) -> None:
     store = StateStore(conf.state_dir)
     # A pod from before the upgrade has the Go plugin's mapping instead: read as a record.
     record = store.load(env.container_id, env.ifname) or \
@@ -70,7 +67,7 @@ def nic_in_pod(links: Sequence[Mapping[str, Any]], pci: str, ifname: str) -> boo
     return any(x.get("ifname") == ifname and identity.parent_pci(x) == pci for x in links)
 
 
-def _check_nothing_is_there(node: Node, env: Env, conf: NetConf) -> None:
+def _check_nothing_is_there(node: backend.Node, env: Env, conf: NetConf) -> None:
     """No record is success (DEL is idempotent: the NIC is home, the pod's netns is gone, or
     ADD failed before the move), unless the attachment's NIC is right there in the pod as
     CNI_IFNAME: then its record is where this process is not looking (another root's state
@@ -99,7 +96,7 @@ def _check_nothing_is_there(node: Node, env: Env, conf: NetConf) -> None:
                        "hostPID) with the node's policy (its stateDir)")
 
 
-def give_back(node: Node, store: StateStore, record: Record, env: Env, lock_timeout: float,
+def give_back(node: backend.Node, store: StateStore, record: Record, env: Env, lock_timeout: float,
             wait: float = giveback.RETURN_WAIT_SECONDS,
             max_orphan: float = MAX_ORPHAN_SECONDS) -> Released:
     with store.lock(record.device_key, lock_timeout):
@@ -165,7 +162,7 @@ def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
     return Env("DEL", record.container_id, "", record.ifname, {}, tuple(cni_path))
 
 
-def give_back_all(node: Node, store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
+def give_back_all(node: backend.Node, store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
            lock_timeout: float, max_orphan: float) -> list[str]:
     errors = []
     # Go plugin mappings name no pod: only those whose NIC is home (legacy.py) are swept.

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from plugin import backend, log, settings
 from plugin.errors import INVALID_CONFIG, CniError, NotOnNode
 from plugin.values import Invalid, is_pci, normal_pci, valid_ifname
-
-if TYPE_CHECKING:
-    from plugin.node import Node
 
 SYSFS_ENV = settings.SYSFS_ENV
 # Drivers that take the function away from the kernel's network stack (DPDK, VMs).
@@ -130,7 +127,7 @@ def belongs_to(name: str, address: str) -> bool:
     return os.path.basename(parent).lower() == address
 
 
-def resolve(node: Node, device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
+def resolve(node: backend.Node, device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
     """PCI address first (what the device plugin allocated), else a netdev name, which must be
     a PCI NIC's unless node policy allows others (a pod's veth must never be taken)."""
     if device_id:

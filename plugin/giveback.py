@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from plugin import backend, delegate, identity, log
 from plugin import values as v
@@ -21,9 +21,6 @@ from plugin.errors import NETWORK_COMMAND_FAILED, CniError
 from plugin.snapshot import parse_channels, parse_offloads, rename_line, xdp_modes
 from plugin.state import PHASE_MOVING, Record, netns_identity
 from plugin.values import valid_ifname
-
-if TYPE_CHECKING:
-    from plugin.node import Node
 
 RETURN_WAIT_SECONDS = 2.0
 
@@ -56,7 +53,7 @@ def nic_identity(record: Record) -> identity.NicIdentity:
     return ident
 
 
-def _perm_macs(node: Node, ident: identity.NicIdentity, links: Sequence[Mapping[str, Any]],
+def _perm_macs(node: backend.Node, ident: identity.NicIdentity, links: Sequence[Mapping[str, Any]],
                netns: str) -> dict[str, str]:
     """ethtool -P only where it can decide: the record has a permanent MAC and the link is
     hardware `ip` shows no PCI parent for."""
@@ -79,7 +76,7 @@ class PodLook(NamedTuple):
     node_name_taken: bool
 
 
-def _read_pod(node: Node, netns: str, lines: list[str],
+def _read_pod(node: backend.Node, netns: str, lines: list[str],
               link_only: bool = False) -> list[list[dict[str, Any]] | None]:
     try:
         return backend.ip_json_each(node, lines, netns=netns, details=True,
@@ -90,7 +87,7 @@ def _read_pod(node: Node, netns: str, lines: list[str],
                        str(e)) from None
 
 
-def _pod_link(node: Node, netns: str, record: Record) -> PodLook:
+def _pod_link(node: backend.Node, netns: str, record: Record) -> PodLook:
     """The NIC in the pod, read by the names it has there (CNI_IFNAME, or the node name
     host-device gives it before the move), else by its recorded ifindex: never the pod's
     whole link table, which a pod can make as large as it likes."""
@@ -130,7 +127,7 @@ def _moves_as_is(record: Record, in_pod: Link, node_name_taken: bool,
             and not in_pod.altnames and not node_has_name and not node_name_taken)
 
 
-def _node_link(node: Node, record: Record) -> Link | None:
+def _node_link(node: backend.Node, record: Record) -> Link | None:
     """The NIC on the node, proven by identity (a Go-plugin mapping: by its name)."""
     ident = nic_identity(record)
     links = backend.ip_json(node, ["link show"], details=True)[0]
@@ -142,7 +139,7 @@ def _node_link(node: Node, record: Record) -> Link | None:
     return _as_link(found) if found else None
 
 
-def _wait_on_node(node: Node, record: Record, seconds: float) -> Link | None:
+def _wait_on_node(node: backend.Node, record: Record, seconds: float) -> Link | None:
     """Look for the NIC on the node; a physical NIC leaves a destroyed netns asynchronously,
     so `seconds` > 0 waits for it, bounded."""
     deadline = time.monotonic() + seconds
@@ -211,7 +208,7 @@ def pod_view(record: Record, env_netns: str) -> PodView:
                         and os.path.lexists(env_netns))
 
 
-def give_back(node: Node, record: Record, env: Env, state_dir: str, wait: float = RETURN_WAIT_SECONDS,
+def give_back(node: backend.Node, record: Record, env: Env, state_dir: str, wait: float = RETURN_WAIT_SECONDS,
               look_in_pod: bool = True) -> Outcome:
     """Bring the NIC to the node and restore it. Not restored if no interface proves to be it
     (a veth destroyed with its netns, a NIC the kernel has not returned yet, or a pod that
@@ -263,7 +260,7 @@ def temporary_name() -> str:
     return TEMPORARY_PREFIX + os.urandom(6).hex()
 
 
-def _in_pod(node: Node, netns: str, argv: list[str], what: str) -> None:
+def _in_pod(node: backend.Node, netns: str, argv: list[str], what: str) -> None:
     try:
         backend.run(node, ["ip", *argv], netns=netns)
     except backend.CommandFailed as e:
@@ -271,7 +268,7 @@ def _in_pod(node: Node, netns: str, argv: list[str], what: str) -> None:
                        str(e)) from None
 
 
-def _prepare_move(node: Node, netns: str, link: Mapping[str, Any], ours: str) -> str:
+def _prepare_move(node: backend.Node, netns: str, link: Mapping[str, Any], ours: str) -> str:
     """host-device renames the NIC to its alias *inside the pod* before the move, and its
     altnames move with it: a pod link holding the node name, or an altname that is a node
     link's name, failed every DEL with EEXIST; and host-device refuses a CNI_IFNAME that Go
@@ -309,7 +306,7 @@ def _prepare_move(node: Node, netns: str, link: Mapping[str, Any], ours: str) ->
     return dev
 
 
-def _drop_altname(node: Node, dev: str, altname: str, netns: str = "") -> None:
+def _drop_altname(node: backend.Node, dev: str, altname: str, netns: str = "") -> None:
     """One altname no batch line may carry, as argv words; one no ip command can carry is
     left (logged): a pod's raw netlink put it there."""
     if not v.argv_altname(altname):
@@ -322,7 +319,7 @@ def _drop_altname(node: Node, dev: str, altname: str, netns: str = "") -> None:
         log.warn(f"cannot delete the altname {altname!r} of {dev}: {e}")
 
 
-def _drop_unsafe_altnames(node: Node, record: Record, link: Link) -> Link:
+def _drop_unsafe_altnames(node: backend.Node, record: Record, link: Link) -> Link:
     """Altnames the NIC came home with that no batch line may carry (the pod chose them, or
     ADD recorded them as not restorable): deleted one by one with argv words where a command
     can carry them; the rest go in the restore batch."""
@@ -334,7 +331,7 @@ def _drop_unsafe_altnames(node: Node, record: Record, link: Link) -> Link:
     return link._replace(altnames=tuple(a for a in link.altnames if a not in unsafe))
 
 
-def _apply(node: Node, record: Record, link: Link) -> list[backend.BatchFailure]:
+def _apply(node: backend.Node, record: Record, link: Link) -> list[backend.BatchFailure]:
     """The restore batch; a name or MAC that cannot go into a batch line (the pod may have
     chosen it) is refused, never sent. Every line after the rename names the NIC by its node
     name: if another link holds that name (a pod's veth host-device brought home in its place),
@@ -367,7 +364,7 @@ def _apply(node: Node, record: Record, link: Link) -> list[backend.BatchFailure]
                        f"record {record.attachment}") from None
 
 
-def _home_by_name(node: Node, record: Record) -> bool:
+def _home_by_name(node: backend.Node, record: Record) -> bool:
     """After a failed rename: is the NIC home under its name after all? An ip that stopped at
     a line it could not parse had renamed it already, and the retry of the lines after the
     last failure it reported ran the rename again (the only line that is not idempotent)."""
@@ -385,7 +382,7 @@ class Ethtool(NamedTuple):
     channels: str
 
 
-def restore(node: Node, record: Record, link: Link, now: Ethtool | None = None) -> None:
+def restore(node: backend.Node, record: Record, link: Link, now: Ethtool | None = None) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
     Then `ethtool -L` puts recorded channel counts back and `ethtool -K` recorded offloads:
     only what differs from `now`, each one only if anything does (None: all of them).

@@ -11,11 +11,8 @@ from plugin.errors import NOT_AVAILABLE, CniError
 from plugin.state import StateStore
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from plugin.node import Node
 
-
-def status(node: Node, env: Env, conf: NetConf) -> None:
+def status(node: backend.Node, env: Env, conf: NetConf) -> None:
     """Can ADD be served: delegate present, state dir writable, iproute2 present."""
     state_dir = conf.state_dir
     delegate.find(env.path)
