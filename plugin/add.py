@@ -49,11 +49,11 @@ class NodeView(NamedTuple):
     unproven: tuple[str, ...] = ()  # IPv6 addresses DAD had not proven on the node (dad.py)
 
 
-def capture(netdev: str) -> NodeView:
+def capture(node: backend.Node, netdev: str) -> NodeView:
     """Everything a faithful restore needs, and what the uplink guard needs, in one
     `ip -d -N -batch` (numbers, not /etc/iproute2 names)."""
     try:
-        addr, routes, links, defaults = backend.ip_json(
+        addr, routes, links, defaults = backend.ip_json(node,
             [f"address show dev {netdev}", f"route show table all dev {netdev}", *uplink.READS],
             missing_is_transient=True, numeric=True, details=True)
     except backend.CommandFailed as e:
@@ -107,9 +107,9 @@ def _our_ipv6(conf: NetConf, snapshot: LinkSnapshot) -> list[str]:
     return [a.cidr for a in snapshot.addresses if a.family == "inet6"]
 
 
-def _require_free_ifname(env: Env) -> None:
+def _require_free_ifname(node: backend.Node, env: Env) -> None:
     try:
-        taken = backend.link_exists(env.ifname, netns=env.netns)
+        taken = backend.link_exists(node, env.ifname, netns=env.netns)
     except backend.CommandFailed as e:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot look into {env.netns}", str(e)) from None
     if taken:
@@ -117,7 +117,7 @@ def _require_free_ifname(env: Env) -> None:
                        env.netns)
 
 
-def _settle_stale(store: StateStore, stale: list[Record], dev: device.Device, env: Env,
+def _give_back_stale(node: backend.Node, store: StateStore, stale: list[Record], dev: device.Device, env: Env,
                   conf: NetConf) -> str:
     """Records that claim a NIC we just found on the node are stale (a crash before the move,
     or a pod whose netns died and sent the NIC home): restore from them and drop them.
@@ -131,7 +131,7 @@ def _settle_stale(store: StateStore, stale: list[Record], dev: device.Device, en
                            f"already holds {record.device_key}",
                            "DEL it before adding it again")
         log.event(f"stale record {record.attachment} for a NIC on the node: restoring it")
-        if giveback.give_back(record, env, conf.state_dir, wait=0, look_in_pod=False).restored:
+        if giveback.give_back(node, record, env, conf.state_dir, wait=0, look_in_pod=False).restored:
             store.remove(record)
             netdev = record.snapshot.name
         else:
@@ -140,7 +140,8 @@ def _settle_stale(store: StateStore, stale: list[Record], dev: device.Device, en
     return netdev
 
 
-def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetConf) -> str:
+def _give_back_legacy(node: backend.Node, store: StateStore, dev: device.Device, env: Env,
+                      conf: NetConf) -> str:
     """A mapping from AMD's Go plugin for a NIC that is on the node: its pod is gone; give the
     node back the addresses the Go plugin saved before we record the NIC afresh.
     Returns the NIC's name now."""
@@ -148,18 +149,17 @@ def _settle_legacy(store: StateStore, dev: device.Device, env: Env, conf: NetCon
         return dev.netdev
     from plugin import giveback, legacy
 
-    entry = legacy.find(conf.state_dir, conf.device_id) or legacy.find(conf.state_dir, dev.key)
-    if entry is None:
+    record = legacy.attachment(conf.state_dir, conf.device_id, env.container_id, env.ifname, "") \
+        or legacy.attachment(conf.state_dir, dev.key, env.container_id, env.ifname, "")
+    if record is None:
         return dev.netdev
-    record = entry.as_record(env.container_id, env.ifname, "")
-    giveback.restore(record, giveback.Link(dev.netdev, ""))
-    with legacy.locked(store, conf.lock_timeout):
-        legacy.forget(store, entry.device_id)
-    log.event(f"restored {entry.host_ifname} from the Go plugin's mapping before moving it")
-    return entry.host_ifname
+    giveback.restore(node, record, giveback.Link(dev.netdev, ""))
+    legacy.drop(store, record, conf.lock_timeout)
+    log.event(f"restored {record.snapshot.name} from the Go plugin's mapping before moving it")
+    return record.snapshot.name
 
 
-def _resolve(conf: NetConf, store: StateStore) -> device.Device:
+def _resolve(node: backend.Node, conf: NetConf, store: StateStore) -> device.Device:
     """The NIC on the node. A PCI function that lists no netdev may be one an attachment
     holds: ask the state store first, so that answer does not wait for a netdev to appear."""
     if conf.device_id:
@@ -170,7 +170,7 @@ def _resolve(conf: NetConf, store: StateStore) -> device.Device:
                 raise CniError(DEVICE_IN_USE, f"device {holder.device_key} is attached to "
                                f"{holder.container_id}/{holder.ifname}",
                                "DEL that attachment first")
-    return device.resolve(conf.device_id, conf.device,
+    return device.resolve(node, conf.device_id, conf.device,
                           allow_non_pci=conf.policy.allow_non_pci_devices)
 
 
@@ -181,32 +181,32 @@ def _stale(store: StateStore, dev: device.Device, env: Env) -> list[Record]:
     return list(found.values())
 
 
-def add(env: Env, conf: NetConf) -> Result:
+def add(node: backend.Node, env: Env, conf: NetConf) -> Result:
     info_file = _device_info_file(conf)  # refused (code 7) before anything happens
     store = StateStore(conf.state_dir)
-    dev = _resolve(conf, store)
+    dev = _resolve(node, conf, store)
     log.bind(device=dev.key, netdev=dev.netdev)
     for warning in conf.warnings:
         log.warn(warning)
     with store.lock(dev.key, conf.lock_timeout):
         stale = _stale(store, dev, env)
         if stale:
-            if dev.pci_address == "" and not backend.link_exists(dev.netdev):
+            if dev.pci_address == "" and not backend.link_exists(node, dev.netdev):
                 holder = stale[0]
                 raise CniError(DEVICE_IN_USE, f"device {dev.netdev} is attached to "
                                f"{holder.container_id}/{holder.ifname}")
-            dev = dev._replace(netdev=_settle_stale(store, stale, dev, env, conf))
-        dev = dev._replace(netdev=_settle_legacy(store, dev, env, conf))
-        view = capture(dev.netdev)  # the NIC and the node's uplinks, one ip
-        seen = _guard_uplinks(dev.netdev, view, conf)
+            dev = dev._replace(netdev=_give_back_stale(node, store, stale, dev, env, conf))
+        dev = dev._replace(netdev=_give_back_legacy(node, store, dev, env, conf))
+        view = capture(node, dev.netdev)  # the NIC and the node's uplinks, one ip
+        seen = _guard_uplinks(node, dev.netdev, view, conf)
         snapshot = _with_link(dev.netdev, view.snapshot, seen.link,
-                              backend.ethtool_read("-k", dev.netdev),
-                              backend.ethtool_read("-l", dev.netdev))
-        _require_free_ifname(env)
-        hd = delegate.locate(env.path, conf.state_dir)
+                              backend.ethtool_read(node, "-k", dev.netdev),
+                              backend.ethtool_read(node, "-l", dev.netdev))
+        _require_free_ifname(node, env)
+        hd = delegate.locate(node, env.path, conf.state_dir)
         record = Record(env.container_id, env.ifname, dev.key, dev.pci_address, env.netns,
                         PHASE_MOVING, snapshot, None, time.time(), netns_identity(env.netns),
-                        identity=_node_identity(dev.netdev, seen.link), network=conf.name,
+                        identity=_node_identity(node, dev.netdev, seen.link), network=conf.name,
                         pod=displayable(log.pod_of(env.args)), master=seen.master, uppers=seen.uppers)
         store.save(record)
         log.event(f"recorded {snapshot.name} ({len(snapshot.addresses)} addresses, mtu "
@@ -214,13 +214,13 @@ def add(env: Env, conf: NetConf) -> Result:
         try:
             version = hd.pick_version(conf.cni_version)
             ours = _our_ipv6(conf, snapshot)
-            with dad.skipping(env.netns, env.ifname,
+            with dad.skipping(node, env.netns, env.ifname,
                               bool(ours) and not view.unproven) as without_dad:
-                raw = delegate.run(hd, "ADD", env, env.ifname, env.netns,
+                raw = delegate.run(node, hd, "ADD", env, env.ifname, env.netns,
                                    _delegate_conf(conf, version, dev.netdev, snapshot))
             if not without_dad:  # without DAD nothing is tentative: nothing to wait for
-                dad.settle(env.netns, env.ifname, ours)
-            record = _with_pod_identity(record, env)
+                dad.settle(node, env.netns, env.ifname, ours)
+            record = _with_pod_identity(node, record, env)
             result = _shape(parse_result(raw, f"{delegate.PLUGIN} result"), env, snapshot, dev)
             record = record._replace(device_info=_write_device_info(info_file, dev))
             # Not fsync'd: if this update is lost, the record says "moving" and DEL still
@@ -228,15 +228,15 @@ def add(env: Env, conf: NetConf) -> Result:
             store.save(record.with_phase(PHASE_ATTACHED, result.to_dict(NEWEST_CNI_VERSION)), durable=False)
         except BaseException as e:
             log.error(f"ADD failed ({e!s:.200}); rolling back")
-            _rollback(store, record, env, conf)
+            _rollback(node, store, record, env, conf)
             raise
     log.event(f"attached {snapshot.name} as {env.ifname}")
     return result
 
 
-def _guard_uplinks(netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessment:
+def _guard_uplinks(node: backend.Node, netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessment:
     """Refuse (code 7) to take the node's uplink, or a port/lower device, without opt-in."""
-    seen = uplink.inspect(netdev, view.links, view.defaults)
+    seen = uplink.inspect(node, netdev, view.links, view.defaults)
     via = seen.default_route_via or ("the node's default route goes through it"
                                      if view.snapshot.carries_default_route else "")
     if via and not conf.allow_default_route:
@@ -256,21 +256,21 @@ def _guard_uplinks(netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessm
     return seen
 
 
-def _node_identity(netdev: str, link: Mapping[str, Any] | None) -> identity.NicIdentity:
+def _node_identity(node: backend.Node, netdev: str, link: Mapping[str, Any] | None) -> identity.NicIdentity:
     """What proves, later, that an interface is this NIC (plugin/identity.py)."""
     if link is None:
         return identity.NicIdentity()
-    perm = backend.ethtool_perm_mac(netdev) if identity.wants_perm_mac(link) else ""
+    perm = backend.ethtool_perm_mac(node, netdev) if identity.wants_perm_mac(link) else ""
     return identity.of_link(link, identity.Frame.NODE, perm)
 
 
-def _with_pod_identity(record: Record, env: Env) -> Record:
+def _with_pod_identity(node: backend.Node, record: Record, env: Env) -> Record:
     """A veth NIC's peer as the pod sees it: nsids are per namespace, so DEL compares what it
     reads in the pod with what was read in the pod. Read before any workload runs there."""
     if not record.identity.peer_node:
         return record
     try:
-        found = backend.ip_json([f"link show dev {env.ifname}"], netns=env.netns,
+        found = backend.ip_json(node, [f"link show dev {env.ifname}"], netns=env.netns,
                                 details=True)[0]
     except backend.CommandFailed as e:
         log.warn(f"cannot read {env.ifname} in the pod ({e}); DEL will prove it by name and "
@@ -320,13 +320,13 @@ def _write_device_info(path: str, dev: device.Device) -> str:
     return path if wrote else ""
 
 
-def _rollback(store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
+def _rollback(node: backend.Node, store: StateStore, record: Record, env: Env, conf: NetConf) -> None:
     from plugin import devinfo, giveback
 
     devinfo.remove(record.device_info)
 
     try:
-        if giveback.give_back(record, env, conf.state_dir).restored:
+        if giveback.give_back(node, record, env, conf.state_dir).restored:
             store.remove(record)
             log.event("rolled back: NIC restored on the node")
         else:

@@ -1,5 +1,5 @@
 """The ip/ethtool backend: every read and change of the network goes through iproute2 and
-ethtool, run by a shell that `sh` starts once per process (plugin/shell.py), with transient
+ethtool, run on the node (plugin/node.py, the one place a process starts), with transient
 failures retried through `tenacity`.
 
 Both libraries are imported on first use: VERSION and bad input never pay for them, and
@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from plugin import log, profile, tools, values
+from plugin import log, tools, values
 from plugin.netns import is_net as is_netns
+
+if TYPE_CHECKING:
+    from plugin.node import Node as Node  # for the annotations of its callers
 
 # Failures that go away by themselves: the kernel or another agent is busy with the device.
 _TRANSIENT = ("Device or resource busy", "Resource temporarily unavailable",
@@ -71,30 +73,23 @@ class NotANetns(CommandFailed):
         return False
 
 
-def _run_once(argv: Sequence[str], stdin: str | None) -> str:
-    """One command, run by this process's command shell (plugin/shell.py), killed if it has
-    not answered in COMMAND_TIMEOUT_SECONDS (sh's own `_timeout` polls in 100 ms steps, which
-    would cost every command that much)."""
-    from plugin import shell
+def _run_once(node: Node, argv: Sequence[str], stdin: str | None) -> str:
+    """One command, run on the node (plugin/node.py: in this process's command shell), killed
+    if it has not answered in COMMAND_TIMEOUT_SECONDS (sh's own `_timeout` polls in 100 ms
+    steps, which would cost every command that much)."""
+    from plugin import node as shell
 
     lines = stdin.split("\n") if stdin else []
     if lines and lines[-1] == "":
         lines.pop()
     try:
-        runner = shell.current()   # its start is profiled on its own
-    except shell.ShellGone as e:
-        raise CommandFailed(argv, 128, str(e)) from None
-    started = time.monotonic()
-    try:
-        code, out, err = runner.run(tools.expand(argv), lines, COMMAND_TIMEOUT_SECONDS)
+        code, out, err = node.run(argv, lines, COMMAND_TIMEOUT_SECONDS)
     except shell.Unframed as e:
         raise CommandFailed(argv, 126, str(e)) from None
     except shell.ShellStuck:
         raise TimedOut(argv, COMMAND_TIMEOUT_SECONDS) from None
     except shell.ShellGone as e:
         raise CommandFailed(argv, 128, str(e)) from None
-    finally:
-        profile.command(argv, time.monotonic() - started)
     if code == 127 and argv[0] in tools.NAMES:
         raise CommandFailed(argv, code, f"{_not_found(argv)}; {err.strip()}")
     if code != 0:
@@ -112,11 +107,11 @@ def _not_found(argv: Sequence[str]) -> str:
         " (amd-host-device doctor --tools checks every command the plugin runs)"
 
 
-def _ip_without_json(argv: Sequence[str], said: str, code: int) -> CommandFailed:
+def _ip_without_json(node: Node, argv: Sequence[str], said: str, code: int) -> CommandFailed:
     """`ip -j` failed (or printed no JSON) for a reason that is not the device: if ip fails the
     same way on `lo`, it is the tool (BusyBox ip, iproute2 < 4.13): say so, by name."""
     try:
-        json.loads(run(["ip", "-j", "link", "show", "dev", "lo"]))
+        json.loads(run(node, ["ip", "-j", "link", "show", "dev", "lo"]))
         return CommandFailed(argv, code, said)
     except (CommandFailed, ValueError):
         return CommandFailed(argv, code, f"ip ({tools.tool('ip').describe()}) does not support "
@@ -157,17 +152,17 @@ def in_netns(argv: Sequence[str], netns: str) -> list[str]:
     return ["nsenter", f"--net={netns}", *argv]
 
 
-def run(argv: Sequence[str], stdin: str | None = None, netns: str = "",
+def run(node: Node, argv: Sequence[str], stdin: str | None = None, netns: str = "",
         missing_is_transient: bool = False) -> str:
     """Run a command, inside the network namespace at path `netns` when given; a path that
     is not a network namespace is refused before anything opens it (plugin/netns.py)."""
     full = in_netns(argv, netns)
     if netns and not is_netns(netns):
         raise NotANetns(full, netns)
-    return with_retries(lambda: _run_once(full, stdin), missing_is_transient)
+    return with_retries(lambda: _run_once(node, full, stdin), missing_is_transient)
 
 
-def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = False,
+def ip_json(node: Node, lines: Sequence[str], netns: str = "", missing_is_transient: bool = False,
             details: bool = False, numeric: bool = False) -> list[list[dict[str, Any]]]:
     """Several `ip -j` reads in one process: one JSON array per line, in order.
     details: `ip -d` (link kinds, veth peers, PCI parents, masters).
@@ -175,18 +170,18 @@ def ip_json(lines: Sequence[str], netns: str = "", missing_is_transient: bool = 
     opts = ["-j", *(["-d"] if details else []), *(["-N"] if numeric else [])]
     argv = ["ip", *opts, *lines[0].split()] if len(lines) == 1 else ["ip", *opts, "-batch", "-"]
     try:
-        out = run(argv, stdin=None if len(lines) == 1 else _batch(lines), netns=netns,
+        out = run(node, argv, stdin=None if len(lines) == 1 else _batch(lines), netns=netns,
                   missing_is_transient=missing_is_transient)
     except (TimedOut, NotANetns):
         raise
     except CommandFailed as e:
         if e.exit_code == 127 or e.missing_device or e.transient():
             raise
-        raise _ip_without_json(argv, e.stderr, e.exit_code) from None
+        raise _ip_without_json(node, argv, e.stderr, e.exit_code) from None
     try:
         return _split_arrays(out, len(lines))
     except ValueError:
-        raise _ip_without_json(argv, f"no JSON in: {out[:100]!r}", 1) from None
+        raise _ip_without_json(node, argv, f"no JSON in: {out[:100]!r}", 1) from None
 
 
 class TooLarge(CommandFailed):
@@ -199,7 +194,7 @@ class TooLarge(CommandFailed):
         return False
 
 
-def ip_json_each(lines: Sequence[str], netns: str = "", details: bool = False,
+def ip_json_each(node: Node, lines: Sequence[str], netns: str = "", details: bool = False,
                  max_bytes: int = 0, link_only: bool = False) -> list[list[dict[str, Any]] | None]:
     """Several `ip -j` reads in one `ip -force -batch`, each line's array in order, None for
     a line whose device does not exist (any other failure raises). max_bytes: refuse to
@@ -209,7 +204,7 @@ def ip_json_each(lines: Sequence[str], netns: str = "", details: bool = False,
             "-force", "-batch", "-"]
     missing: set[int] = set()
     try:
-        out = run(argv, stdin=_batch(lines), netns=netns)
+        out = run(node, argv, stdin=_batch(lines), netns=netns)
     except (TimedOut, NotANetns):
         raise
     except CommandFailed as e:
@@ -242,9 +237,9 @@ def _split_arrays(text: str, expected: int) -> list[list[dict[str, Any]]]:
     return arrays
 
 
-def link_exists(name: str, netns: str = "") -> bool:
+def link_exists(node: Node, name: str, netns: str = "") -> bool:
     try:
-        run(["ip", "link", "show", "dev", name], netns=netns)
+        run(node, ["ip", "link", "show", "dev", name], netns=netns)
         return True
     except CommandFailed as e:
         if e.missing_device:
@@ -301,7 +296,7 @@ def _attributed(stderr: str) -> tuple[list[tuple[int, str]], bool]:
     return found, last_was_attribution
 
 
-def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
+def ip_batch(node: Node, lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
     """Apply changes in one `ip -force -batch`; failures are returned, never the rest dropped:
     if ip stopped at a line it could not parse, the lines after the last one it reported are
     retried one by one (each is idempotent: replace, set)."""
@@ -309,7 +304,7 @@ def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
         return []
     text = _batch(lines)
     try:
-        run(["ip", "-force", "-batch", "-"], stdin=text, netns=netns)
+        run(node, ["ip", "-force", "-batch", "-"], stdin=text, netns=netns)
         return []
     except (TimedOut, NotANetns):
         raise  # line by line would only fail (or wait) the same way
@@ -323,16 +318,16 @@ def ip_batch(lines: Sequence[str], netns: str = "") -> list[BatchFailure]:
     last = max((n for n, _ in attributed), default=0)
     for line in lines[last:]:
         try:
-            run(["ip", "-force", "-batch", "-"], stdin=_batch([line]), netns=netns)
+            run(node, ["ip", "-force", "-batch", "-"], stdin=_batch([line]), netns=netns)
         except CommandFailed as one:
             failures.append(BatchFailure(line, one.stderr.strip()[:300]))
     return failures
 
 
-def ethtool_perm_mac(ifname: str, netns: str = "") -> str:
+def ethtool_perm_mac(node: Node, ifname: str, netns: str = "") -> str:
     """`ethtool -P`: the hardware's permanent MAC, "" where there is none or no ethtool."""
     try:
-        out = run(["ethtool", "-P", ifname], netns=netns)
+        out = run(node, ["ethtool", "-P", ifname], netns=netns)
     except CommandFailed:
         return ""
     return out.split("address:", 1)[1].strip().lower() if "address:" in out else ""
@@ -345,10 +340,10 @@ class DriverInfo(NamedTuple):
     bus_info: str
 
 
-def ethtool_driver(ifname: str) -> DriverInfo | None:
+def ethtool_driver(node: Node, ifname: str) -> DriverInfo | None:
     """`ethtool -i`: the driver and bus the kernel reports, or None where ethtool can't tell."""
     try:
-        out = run(["ethtool", "-i", ifname])
+        out = run(node, ["ethtool", "-i", ifname])
     except CommandFailed as e:
         if e.exit_code == 127:
             log.event("ethtool is not installed on this node; skipping the bus-info cross-check")
@@ -357,24 +352,24 @@ def ethtool_driver(ifname: str) -> DriverInfo | None:
     return DriverInfo(fields.get("driver", "").strip(), fields.get("bus-info", "").strip())
 
 
-def ethtool_read(flag: str, ifname: str, quiet: bool = False) -> str:
+def ethtool_read(node: Node, flag: str, ifname: str, quiet: bool = False) -> str:
     """`ethtool -k|-l ifname` text; "" where ethtool cannot tell (not installed, no such
     link, not supported by the NIC): then that part of the NIC is not recorded (logged,
     unless quiet: the caller has a way on without it)."""
     try:
-        return run(["ethtool", flag, ifname])
+        return run(node, ["ethtool", flag, ifname])
     except CommandFailed as e:
         if not quiet:
             log.event(f"ethtool {flag} {ifname}: {e}; not recorded")
         return ""
 
 
-def ethtool_set(flag: str, ifname: str, words: Sequence[str]) -> str:
+def ethtool_set(node: Node, flag: str, ifname: str, words: Sequence[str]) -> str:
     """`ethtool -K|-L ifname word value ...` in one process; "" or why it failed."""
     if not words:
         return ""
     try:
-        run(["ethtool", flag, ifname, *words])
+        run(node, ["ethtool", flag, ifname, *words])
         return ""
     except CommandFailed as e:
         return str(e)

@@ -9,8 +9,9 @@ from plugin.errors import CHECK_FAILED, INCOMPATIBLE_VERSION, INVALID_CONFIG, Cn
 from plugin.result import parse_result
 from plugin.state import PHASE_ATTACHED, StateStore
 
+TYPE_CHECKING = False
 
-def check(env: Env, conf: NetConf) -> None:
+def check(node: backend.Node, env: Env, conf: NetConf) -> None:
     if version_key(conf.cni_version) < (0, 4, 0):
         raise CniError(INCOMPATIBLE_VERSION, f"CHECK needs cniVersion >= 0.4.0, got "
                        f"{conf.cni_version}")
@@ -26,7 +27,7 @@ def check(env: Env, conf: NetConf) -> None:
     if record is None or record.phase != PHASE_ATTACHED:
         raise CniError(CHECK_FAILED, f"no completed attachment recorded for {env.attachment}")
     try:
-        found = backend.ip_json([f"address show dev {env.ifname}"], netns=env.netns)[0]
+        found = backend.ip_json(node, [f"address show dev {env.ifname}"], netns=env.netns)[0]
     except backend.CommandFailed as e:
         raise CniError(CHECK_FAILED, f"{env.ifname} is not in the pod", str(e)) from None
     have = {f"{a.get('local')}/{a.get('prefixlen')}" for a in found[0].get("addr_info", [])}

@@ -61,13 +61,13 @@ _OFF = ('IFS= read -r d < "$1"; IFS= read -r a < "$2"; printf "%s %s\\n" "$d" "$
 _PUT = 'v=$1; shift; for f; do echo "$v" > "$f" || exit 1; done'
 
 
-def _turn_off(netns: str) -> str | None:
+def _turn_off(node: backend.Node, netns: str) -> str | None:
     """Turn the pod's default.accept_dad off for the NIC's arrival, in one process: the value
     to put back, or None when nothing was changed (it cannot be read; the pod's all.accept_dad
     is on, so the kernel runs DAD anyway; or the default skips DAD already): then the caller
     settles."""
     try:
-        out = backend.run(["sh", "-c", _OFF, "sh", _accept_dad("default"), _accept_dad("all")],
+        out = backend.run(node, ["sh", "-c", _OFF, "sh", _accept_dad("default"), _accept_dad("all")],
                           netns=netns).split()
     except backend.CommandFailed as e:
         log.event(f"cannot turn the pod's IPv6 accept_dad off ({e}); its addresses get DAD")
@@ -79,9 +79,9 @@ def _turn_off(netns: str) -> str | None:
     return out[0]
 
 
-def _put_back(netns: str, names: Iterable[str], value: str) -> bool:
+def _put_back(node: backend.Node, netns: str, names: Iterable[str], value: str) -> bool:
     try:
-        backend.run(["sh", "-c", _PUT, "sh", value, *(_accept_dad(n) for n in names)],
+        backend.run(node, ["sh", "-c", _PUT, "sh", value, *(_accept_dad(n) for n in names)],
                     netns=netns)
         return True
     except backend.CommandFailed as e:
@@ -90,13 +90,13 @@ def _put_back(netns: str, names: Iterable[str], value: str) -> bool:
 
 
 @contextlib.contextmanager
-def skipping(netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
+def skipping(node: backend.Node, netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
     """Around host-device's ADD: yields whether the NIC surely arrives with DAD off (we turned
     it off). On a normal exit the NIC's own accept_dad is set to the pod's default too; the
     default is put back whatever happens. A pod whose default skips DAD already (or another ADD
     into this pod has it off just now: then it puts it back, maybe before our NIC arrives) is
     left alone, and the caller settles, which costs one read when nothing is tentative."""
-    saved = _turn_off(netns) if wanted else None
+    saved = _turn_off(node, netns) if wanted else None
     if saved is None:
         yield False
         return
@@ -106,14 +106,14 @@ def skipping(netns: str, ifname: str, wanted: bool) -> Iterator[bool]:
         ok = True
     finally:
         names = ["default"] + ([ifname] if ok and ifname not in _NOT_A_LINK else [])
-        if not _put_back(netns, names, saved) and ok:
+        if not _put_back(node, netns, names, saved) and ok:
             raise CniError(NETWORK_COMMAND_FAILED, "cannot put back the pod's IPv6 "
                            f"accept_dad={saved}")
 
 
-def _states(netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
+def _states(node: backend.Node, netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
     try:
-        shown = backend.ip_json([f"address show dev {ifname}"], netns=netns)[0]
+        shown = backend.ip_json(node, [f"address show dev {ifname}"], netns=netns)[0]
     except backend.CommandFailed as e:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot read {ifname}'s addresses in the pod",
                        str(e)) from None
@@ -121,7 +121,7 @@ def _states(netns: str, ifname: str) -> dict[str, Mapping[str, Any]]:
             for a in link.get("addr_info", []) if a.get("family") == "inet6"}
 
 
-def settle(netns: str, ifname: str, cidrs: Sequence[str],
+def settle(node: backend.Node, netns: str, ifname: str, cidrs: Sequence[str],
            timeout: float = SETTLE_SECONDS) -> None:
     """Wait until none of `cidrs` is tentative on the NIC in the pod; one that failed DAD, or
     is still tentative after `timeout`, is an error naming it (the caller rolls back)."""
@@ -129,7 +129,7 @@ def settle(netns: str, ifname: str, cidrs: Sequence[str],
         return
     deadline = time.monotonic() + timeout
     while True:
-        states = _states(netns, ifname)
+        states = _states(node, netns, ifname)
         failed = [c for c in cidrs if states.get(c, {}).get("dadfailed")]
         if failed:
             raise CniError(NETWORK_COMMAND_FAILED, f"IPv6 address {', '.join(failed)} failed "

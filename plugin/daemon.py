@@ -3,13 +3,14 @@
 Why: a Python process per CNI call pays the interpreter, our imports and `sh` every time. The
 daemon pays them once; each request is served in a forked child of the warm process, so
 per-request state (log context, caches, a crash) stays as isolated as a fresh process, and the
-child runs `plugin.main.answer`, exactly what the in-process path runs.
+child runs `plugin.request.answer`, exactly what the in-process path runs.
 
 - Socket: node policy's `socket` (env AMD_HOST_DEVICE_SOCKET), 0600 in a 0700 dir; every peer
   must be uid 0 (SO_PEERCRED): the runtime is root, and so is anyone who could run us.
-- The child takes the request's CNI_* and AMD_HOST_DEVICE_* env over the daemon's own, and
-  stdin; its log lines go to the daemon's stderr as they are written (the container log, as
-  with Multus thick); its stdout result goes back over the socket.
+- The child's request (plugin/request.py) has the forwarded CNI_* and AMD_HOST_DEVICE_* env
+  over the daemon's own (whose os.environ is never changed), and stdin; its log lines go to
+  the daemon's stderr as they are written (the container log, as with Multus thick); its
+  reply goes back over the socket.
 - If the shim goes away mid-request (the runtime's timeout kill), the child gets SIGTERM, as
   the in-process plugin would, and rolls back.
 - Reconcile passes run in forked children too, so this process stays single-threaded (bar
@@ -33,21 +34,16 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from plugin import shim
+from plugin import log, shim
+from plugin.errors import exit_on_signal
 
-# Requests that run ip/ethtool: their child starts its command shell at once (plugin/shell.py).
+# Requests that run ip/ethtool: their child starts its command shell at once (plugin/node.py).
 _RUNS_COMMANDS = ("ADD", "DEL", "CHECK", "GC")
 CHILD_READ_SECONDS = 10.0   # a peer's whole request (all frames, and its "G"), not per recv
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-def _say(msg: str) -> None:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    sys.stderr.write(f"{stamp} amd-host-device info cmd=DAEMON {msg}\n")
-    sys.stderr.flush()
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -91,39 +87,50 @@ class _Request(socketserver.BaseRequestHandler):
         self._run(conn, env, stdin)
 
     def _run(self, conn: socket.socket, env: dict[str, str], stdin: bytes) -> None:
-        from plugin import main
+        from plugin import request, settings
 
         conn.settimeout(None)
-        for key in [k for k in os.environ if k.startswith(shim.FORWARDED_PREFIXES)]:
-            del os.environ[key]
-        os.environ.update(env)
         os.dup2(2, 1)   # nothing may write on the daemon's stdout but its log
-        command = env.get("CNI_COMMAND", "")
-        if command in _RUNS_COMMANDS:
-            from plugin import shell
+        req = request.Request(request_env(os.environ, env), stdin)
+        log.bind(cmd=req.command)
+        if req.command in _RUNS_COMMANDS:
+            from plugin import node
 
-            shell.start_soon()
+            # Its tools are the request's (AMD_HOST_DEVICE_TOOLS): request.answer installs
+            # the same settings again.
+            settings.use(settings.Settings(req.env))
+            node.local().start_soon()
         done = threading.Event()
         threading.Thread(target=_watch_peer, args=(conn, done), daemon=True).start()
         started = time.monotonic()
         try:
-            code, reply = main.answer(command, stdin)
+            reply = request.answer(req)
         except SystemExit as e:   # SIGTERM: rolled back, like the in-process plugin
-            code, reply = (e.code if isinstance(e.code, int) else 1), None
+            reply = request.Reply(e.code if isinstance(e.code, int) else 1, b"")
         done.set()
-        out = (json.dumps(reply) + "\n").encode() if reply is not None else b""
         with contextlib.suppress(OSError):
-            shim.send_frame(conn, str(code).encode())
-            shim.send_frame(conn, out)
-        self.server.report({"op": command, "code": code, "result": _result(code, reply),
+            shim.send_frame(conn, str(reply.code).encode())
+            shim.send_frame(conn, reply.stdout)
+        self.server.report({"op": req.command, "code": reply.code,
+                            "result": _result(reply.code, reply.stdout),
                             "seconds": time.monotonic() - started})
 
 
-def _result(code: int, reply: dict[str, object] | None) -> str:
+def request_env(own: Mapping[str, str], forwarded: Mapping[str, str]) -> dict[str, str]:
+    """The request's environment: the daemon's own without its CNI_* and AMD_HOST_DEVICE_*
+    variables, and the shim's (which are only those) over it."""
+    env = {k: v for k, v in own.items() if not k.startswith(shim.FORWARDED_PREFIXES)}
+    env.update(forwarded)
+    return env
+
+
+def _result(code: int, stdout: bytes) -> str:
     if code == 0:
         return "ok"
-    if reply is not None and isinstance(reply.get("code"), int):
-        return str(reply["code"])
+    with contextlib.suppress(ValueError, AttributeError):
+        reply = json.loads(stdout) if stdout else None
+        if isinstance(reply, dict) and isinstance(reply.get("code"), int):
+            return str(reply["code"])
     return "killed"
 
 
@@ -161,7 +168,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
         self.collect_children()
         if len(self.active_children or ()) >= self.max_children:
             if not self.saturated:   # one line per episode, not one per connection
-                _say(f"{self.max_children} requests in flight: closed a new connection (its "
+                log.event(f"{self.max_children} requests in flight: closed a new connection (its "
                      "caller runs the request in process), and so until one ends")
             self.saturated = True
             self.shutdown_request(request)
@@ -185,9 +192,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
         signal.set_wakeup_fd(-1)     # the parent's: its signals are not ours
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        from plugin import main
-
-        signal.signal(signal.SIGTERM, main._on_sigterm)
+        signal.signal(signal.SIGTERM, exit_on_signal)
 
     def drop_spare_end(self) -> None:
         if self.spare is not None:
@@ -196,7 +201,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 
     def make_spare(self) -> None:
         """Fork the next request's child ahead of its request, with its command shell started
-        (plugin/shell.py): neither the fork nor the shell is then paid while a caller waits.
+        (plugin/node.py): neither the fork nor the shell is then paid while a caller waits.
         The loop makes one while no request runs, so it takes no CPU from one either.
         It waits for one connection from us over a socketpair (SCM_RIGHTS), serves it, exits;
         an EOF instead (we stopped or died) ends it."""
@@ -212,9 +217,9 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
         try:
             ours.close()
             self.become_child()
-            from plugin import shell
+            from plugin import node
 
-            shell.start_soon()
+            node.local().start_soon()
             _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
             theirs.close()
             if fds:
@@ -274,7 +279,7 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
         except OSError:
             return False
         if uid != 0:
-            _say(f"refused a connection from uid {uid}: only root may call the plugin")
+            log.event(f"refused a connection from uid {uid}: only root may call the plugin")
             return False
         return True
 
@@ -290,7 +295,7 @@ def warm_up() -> None:
     from plugin.imports import load_dataclasses, load_sh
 
     load_dataclasses()
-    from plugin import add, check, config, delete, gc, log, main, policy, reconcile, status  # noqa: F401
+    from plugin import add, check, config, delete, gc, policy, reconcile, request, status  # noqa: F401
 
     load_sh()
     import tenacity  # noqa: F401
@@ -329,7 +334,7 @@ class Daemon:
         from plugin import policy
 
         self.args = args
-        self.policy = policy.load()
+        self.policy = policy.load(os.environ)
         self.stopping = False
         self.reconciler: int | None = None
         self.next_reconcile = time.monotonic()
@@ -342,7 +347,7 @@ class Daemon:
                 self.metrics = metrics.serve(self.policy.metrics_port, self.policy.state_dir,
                                              self.policy.metrics_address)
             except OSError as e:   # serving requests matters more than counting them
-                _say(f"no metrics: cannot serve {self.policy.metrics_address} port "
+                log.event(f"no metrics: cannot serve {self.policy.metrics_address} port "
                      f"{self.policy.metrics_port}: {e}")
             else:
                 self.report_r, report_w = os.pipe()
@@ -414,7 +419,7 @@ class Daemon:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from plugin import log, reconcile
+        from plugin import node, reconcile
         from plugin.state import StateStore
 
         log.bind(cmd="RECONCILE")
@@ -422,7 +427,7 @@ class Daemon:
         released = 0
         try:  # a state dir a newer release laid out (formats.Newer) fails the pass, like others
             before = len(store.records())
-            errors = reconcile.reconcile_once(self.policy.state_dir, self.args.cni_path,
+            errors = reconcile.reconcile_once(node.local(), self.policy.state_dir, self.args.cni_path,
                                             self.args.max_orphan_hours * 3600)
             released = before - len(store.records())
         except Exception as e:   # the loop goes on; the next pass may succeed
@@ -440,7 +445,7 @@ class Daemon:
             sel.register(self.report_r, selectors.EVENT_READ, "report")
         self.server.timeout = 0
         self.server.make_spare()
-        _say(f"serving {self.policy.socket} (pid {os.getpid()})")
+        log.event(f"serving {self.policy.socket} (pid {os.getpid()})")
         while not self.stopping:
             self._maybe_reconcile()
             # Without reconcile passes next_reconcile never moves: wait(0) would spin.
@@ -464,7 +469,7 @@ class Daemon:
         sel.unregister(self.server.socket)
         self.server.socket.close()
         self.server.end_spare()
-        _say(f"stopping: {len(self._children())} requests in flight, waiting up to "
+        log.event(f"stopping: {len(self._children())} requests in flight, waiting up to "
              f"{self.args.grace:g} s")
         deadline = time.monotonic() + self.args.grace
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -474,13 +479,13 @@ class Daemon:
                 self._reap()
             if not self._children():
                 break
-            _say(f"{len(self._children())} requests still in flight: sending {sig.name}")
+            log.event(f"{len(self._children())} requests still in flight: sending {sig.name}")
             for pid in self._children():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + 5.0
         self._reap()
-        _say("stopped")
+        log.event("stopped")
         return 0
 
 
@@ -504,6 +509,7 @@ def main(argv: Sequence[str]) -> int:
     if args.ping:
         from plugin import daemon_client, policy
 
-        return 0 if daemon_client.ping(policy.load().socket) else 1
+        return 0 if daemon_client.ping(policy.load(os.environ).socket) else 1
     warm_up()
+    log.bind(cmd="DAEMON")   # a request child binds its own command over it
     return Daemon(args).serve()

@@ -9,19 +9,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from plugin import CNI_VERSIONS, log, profile
+from plugin import CNI_VERSIONS, log, node, profile, settings
 from plugin.cni import Env, version_key
 from plugin.errors import DELEGATE_FAILED, NOT_AVAILABLE, CniError
 from plugin.files import NotRegular, read_regular
+from plugin.node import Finished, Node
 
 PLUGIN = "host-device"
 FALLBACK_DIRS = ("/opt/cni/bin", "/var/lib/cni/bin", "/usr/libexec/cni", "/usr/lib/cni")
-FALLBACK_ENV = "AMD_HOST_DEVICE_FALLBACK_DIRS"
+FALLBACK_ENV = settings.FALLBACK_ENV
 TIMEOUT_SECONDS = 60.0
 # Asked where the answer's shape does not matter (VERSION, DEL): every host-device since CNI
 # 1.0 speaks it; pick_version falls back to what the binary said it speaks.
@@ -53,7 +52,7 @@ class Delegate(NamedTuple):
 def search_dirs(cni_path: Sequence[str]) -> list[str]:
     """CNI_PATH first, then the usual plugin dirs (AMD_HOST_DEVICE_FALLBACK_DIRS overrides
     them: a colon list, empty for none)."""
-    override = os.environ.get(FALLBACK_ENV)
+    override = settings.current().fallback_dirs
     fallback = FALLBACK_DIRS if override is None else tuple(d for d in override.split(":") if d)
     dirs: list[str] = []
     for d in (*cni_path, *fallback):
@@ -71,35 +70,17 @@ def find(cni_path: Sequence[str]) -> str:
                    f"searched {':'.join(search_dirs(cni_path))}")
 
 
-def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    """Run the delegate in its own session (so its own process group): on timeout, or when we
-    are interrupted (SIGTERM), the whole group is killed, the IPAM plugin it runs and whatever
-    that runs included. A runaway chain (a plugin that runs itself) cannot outlive us."""
+def _exec(path: str, env: Mapping[str, str], stdin: bytes, on: Node | None = None) -> Finished:
+    """Run the delegate (plugin/node.py: in its own process group, killed with everything it
+    started at TIMEOUT_SECONDS or when we are interrupted)."""
     try:
-        with profile.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"), \
-                subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, env=dict(env),
-                                 start_new_session=True) as proc:
-            try:
-                out, err = proc.communicate(stdin, timeout=TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                raise CniError(DELEGATE_FAILED, f"{PLUGIN} did not answer in "
-                               f"{TIMEOUT_SECONDS:g}s; its process group was killed") from None
-            except BaseException:  # SIGTERM (SystemExit) mid-call: no wait for it, roll back
-                _kill_group(proc)
-                raise
-            return subprocess.CompletedProcess([path], proc.returncode, out, err)
+        with profile.span(f"delegate {os.path.basename(path)} {env.get('CNI_COMMAND', '')}"):
+            return (on or node.local()).spawn([path], env, stdin, TIMEOUT_SECONDS)
+    except node.Unanswered:
+        raise CniError(DELEGATE_FAILED, f"{PLUGIN} did not answer in "
+                       f"{TIMEOUT_SECONDS:g}s; its process group was killed") from None
     except OSError as e:
         raise CniError(NOT_AVAILABLE, f"cannot run {path}: {e.strerror}") from None
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the delegate's process group. Its leader is our child and not yet reaped
-    (communicate did not return), so the group id is still ours: nothing else can hold it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _versions_from_cache(path: str, cache_dir: str) -> tuple[str, ...] | None:
@@ -137,13 +118,14 @@ def _save_cache(path: str, versions: Sequence[str], cache_dir: str) -> None:
             raise
 
 
-def locate(cni_path: Sequence[str], cache_dir: str) -> Delegate:
+def locate(on: Node, cni_path: Sequence[str], cache_dir: str) -> Delegate:
     """The delegate and the versions it speaks (asked once per binary, then cached)."""
     path = find(cni_path)
     versions = _versions_from_cache(path, cache_dir)
     if versions is None:
-        env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
-        proc = _exec(path, env, b'{"cniVersion":"%s"}' % BASELINE_VERSION.encode())
+        env = {"CNI_COMMAND": "VERSION",
+               "PATH": settings.current().environ.get("PATH", "/usr/sbin:/usr/bin")}
+        proc = _exec(path, env, b'{"cniVersion":"%s"}' % BASELINE_VERSION.encode(), on)
         try:
             versions = tuple(json.loads(proc.stdout)["supportedVersions"])
         except (ValueError, KeyError, TypeError):
@@ -153,10 +135,10 @@ def locate(cni_path: Sequence[str], cache_dir: str) -> Delegate:
     return Delegate(path, versions)
 
 
-def run(delegate: Delegate, command: str, env: Env, ifname: str, netns: str,
+def run(on: Node, delegate: Delegate, command: str, env: Env, ifname: str, netns: str,
         conf: Mapping[str, Any]) -> dict[str, Any] | None:
     """Run the delegate; its result object for ADD, None otherwise; CniError on failure."""
-    child = dict(os.environ)
+    child = dict(settings.current().environ)   # the request's environment
     dirs = search_dirs(env.path)
     own_dir = os.path.dirname(delegate.path)
     child.update(CNI_COMMAND=command, CNI_CONTAINERID=env.container_id, CNI_NETNS=netns,
@@ -164,11 +146,11 @@ def run(delegate: Delegate, command: str, env: Env, ifname: str, netns: str,
                  # host-device finds its IPAM plugin (static) through CNI_PATH.
                  CNI_PATH=":".join([own_dir, *(d for d in dirs if d != own_dir)]))
     child["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in env.args.items())
-    proc = _exec(delegate.path, child, json.dumps(conf).encode())
+    proc = _exec(delegate.path, child, json.dumps(conf).encode(), on)
     for line in proc.stderr.decode("utf-8", "replace").splitlines():
         if line.strip():
             log.event(f"{PLUGIN}: {line.strip()}")
-    if proc.returncode != 0:
+    if proc.code != 0:
         try:
             err = json.loads(proc.stdout)
             code, msg, details = int(err.get("code", 0)), str(err.get("msg", "")), \
@@ -176,7 +158,7 @@ def run(delegate: Delegate, command: str, env: Env, ifname: str, netns: str,
         except (ValueError, AttributeError, TypeError):
             code, msg, details = 0, proc.stdout.decode("utf-8", "replace")[:300], ""
         raise CniError(code if code in _PASS_THROUGH else DELEGATE_FAILED,
-                       f"{PLUGIN} {command} failed: {msg or 'exit ' + str(proc.returncode)}",
+                       f"{PLUGIN} {command} failed: {msg or 'exit ' + str(proc.code)}",
                        details or f"{PLUGIN} code {code}")
     if command != "ADD":
         return None

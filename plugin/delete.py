@@ -1,6 +1,13 @@
 """DEL: give the NIC back to the node with the configuration it had, and forget the record.
 
-GC (plugin/gc.py) and reconcile (plugin/reconcile.py) release records through `sweep`, so one
+One act, "give back", read top-down in three modules:
+    delete(node, env, conf)         the attachment's record (or the Go plugin's mapping, read
+                                    as one: plugin/legacy.py)
+    give_back(node, store, record)  under the device's lock: giveback.give_back, then
+                                    _keep_or_forget (the pure decision is `verdict`)
+    giveback.give_back              find the NIC (identity.py), host-device DEL, then
+    giveback.restore                the ip -batch lines (snapshot.restore_lines) on the node
+GC (plugin/gc.py) and reconcile (plugin/reconcile.py) give back through `give_back_all`, so one
 rule holds for all three. Under the device's lock, give the NIC back; then
 - restored: forget the record;
 - not found anywhere (the pod's netns is gone and the NIC has not come home yet — a physical
@@ -36,21 +43,19 @@ class Released(enum.Enum):
     GONE = "gone"          # a concurrent DEL had already released it
 
 
-def delete(env: Env, conf: NetConf) -> None:
+def delete(node: backend.Node, env: Env, conf: NetConf) -> None:
     store = StateStore(conf.state_dir)
-    record = store.load(env.container_id, env.ifname)
+    # A pod from before the upgrade has the Go plugin's mapping instead: read as a record.
+    record = store.load(env.container_id, env.ifname) or \
+        legacy.attachment(conf.state_dir, conf.device_id, env.container_id, env.ifname, env.netns)
     if record is None:
-        entry = legacy.find(conf.state_dir, conf.device_id)
-        if entry is None:
-            _check_nothing_is_there(env, conf)
-            log.event("nothing recorded for this attachment; nothing to give back")
-            return
-        log.bind(device=entry.device_id, netdev=entry.host_ifname)
-        what = release_legacy(store, entry, env, conf.lock_timeout)
-        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
+        _check_nothing_is_there(node, env, conf)
+        log.event("nothing recorded for this attachment; nothing to give back")
         return
     log.bind(device=record.device_key, netdev=record.snapshot.name)
-    what = release(store, record, env, conf.lock_timeout)
+    what = give_back(node, store, record, env, conf.lock_timeout)
+    if legacy.is_mapping(record):
+        log.event(f"pod from before the upgrade (AMD Go plugin mapping): {what.value}")
     devinfo.remove(record.device_info)  # the attachment ends, wherever its NIC is
     if what is Released.GONE:
         log.event("a concurrent DEL already gave the NIC back")
@@ -62,7 +67,7 @@ def nic_in_pod(links: Sequence[Mapping[str, Any]], pci: str, ifname: str) -> boo
     return any(x.get("ifname") == ifname and identity.parent_pci(x) == pci for x in links)
 
 
-def _check_nothing_is_there(env: Env, conf: NetConf) -> None:
+def _check_nothing_is_there(node: backend.Node, env: Env, conf: NetConf) -> None:
     """No record is success (DEL is idempotent: the NIC is home, the pod's netns is gone, or
     ADD failed before the move), unless the attachment's NIC is right there in the pod as
     CNI_IFNAME: then its record is where this process is not looking (another root's state
@@ -75,7 +80,7 @@ def _check_nothing_is_there(env: Env, conf: NetConf) -> None:
     if not (pci and env.netns and env.ifname and is_netns(env.netns)):
         return
     try:
-        links = backend.ip_json([f"link show dev {env.ifname}"], netns=env.netns,
+        links = backend.ip_json(node, [f"link show dev {env.ifname}"], netns=env.netns,
                                 details=True)[0]
     except backend.CommandFailed as e:
         if e.missing_device:
@@ -91,28 +96,17 @@ def _check_nothing_is_there(env: Env, conf: NetConf) -> None:
                        "hostPID) with the node's policy (its stateDir)")
 
 
-def release(store: StateStore, record: Record, env: Env, lock_timeout: float,
+def give_back(node: backend.Node, store: StateStore, record: Record, env: Env, lock_timeout: float,
             wait: float = giveback.RETURN_WAIT_SECONDS,
             max_orphan: float = MAX_ORPHAN_SECONDS) -> Released:
     with store.lock(record.device_key, lock_timeout):
-        current = store.load(record.container_id, record.ifname)
+        # (A Go plugin mapping has no file of ours to read again: it is the record.)
+        current = record if legacy.is_mapping(record) else \
+            store.load(record.container_id, record.ifname)
         if current is None:
             return Released.GONE
-        outcome = giveback.give_back(current, env, store.root, wait=wait)
-        return _settle(store, current, outcome, max_orphan)
-
-
-def release_legacy(store: StateStore, entry: legacy.LegacyEntry, env: Env, lock_timeout: float,
-                   look_in_pod: bool = True) -> Released:
-    """A pod created by AMD's Go plugin: give its NIC back, then drop the mapping."""
-    record = entry.as_record(env.container_id, env.ifname, env.netns)
-    with store.lock(record.device_key, lock_timeout):
-        outcome = giveback.give_back(record, env, store.root, look_in_pod=look_in_pod)
-        if outcome.restored:
-            with legacy.locked(store, lock_timeout):
-                legacy.forget(store, entry.device_id)
-            return Released.RESTORED
-    return Released.KEPT
+        outcome = giveback.give_back(node, current, env, store.root, wait=wait)
+        return _keep_or_forget(store, current, outcome, max_orphan, lock_timeout)
 
 
 def verdict(record: Record, outcome: giveback.Outcome, now: float,
@@ -131,10 +125,17 @@ def verdict(record: Record, outcome: giveback.Outcome, now: float,
     return Released.KEPT
 
 
-def _settle(store: StateStore, record: Record, outcome: giveback.Outcome,
-            max_orphan: float) -> Released:
+def _keep_or_forget(store: StateStore, record: Record, outcome: giveback.Outcome,
+            max_orphan: float, lock_timeout: float) -> Released:
     now = time.time()
     what = verdict(record, outcome, now, max_orphan)
+    if legacy.is_mapping(record):
+        # The Go plugin's mapping is dropped once its NIC is home; else it stays as it was
+        # (never rewritten in our format, never expired).
+        if what is Released.RESTORED:
+            legacy.drop(store, record, lock_timeout)
+            return what
+        return Released.KEPT
     if what is Released.RESTORED:
         store.remove(record)
         devinfo.remove(record.device_info)
@@ -161,39 +162,16 @@ def _env_for(record: Record, cni_path: Sequence[str]) -> Env:
     return Env("DEL", record.container_id, "", record.ifname, {}, tuple(cni_path))
 
 
-def sweep(store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
+def give_back_all(node: backend.Node, store: StateStore, records: Iterable[Record], cni_path: Sequence[str],
            lock_timeout: float, max_orphan: float) -> list[str]:
     errors = []
-    for record in records:
+    # Go plugin mappings name no pod: only those whose NIC is home (legacy.py) are swept.
+    for record in [*records, *legacy.home_records(node, store.root)]:
         try:
-            what = release(store, record, _env_for(record, cni_path), lock_timeout, wait=0,
+            what = give_back(node, store, record, _env_for(record, cni_path), lock_timeout, wait=0,
                            max_orphan=max_orphan)
             log.event(f"{record.attachment} ({record.device_key}): {what.value}")
         except Exception as e:  # one bad attachment must not stop the others
             errors.append(f"{record.attachment}: {e}")
             log.error(f"{record.attachment}: {e}")
-    for entry in legacy.entries(store.root):
-        # Legacy entries name no pod: only a NIC already home is known to be released, and
-        # only sysfs proves that the link of its name is the NIC (never `lo`, a bridge...).
-        # An entry keyed by a name, not a PCI address, has nothing that proves it: never swept.
-        if not _legacy_nic_home(entry):
-            continue
-        try:
-            env = Env("DEL", "legacy", "", entry.host_ifname, {}, tuple(cni_path))
-            what = release_legacy(store, entry, env, lock_timeout, look_in_pod=False)
-            log.event(f"legacy mapping {entry.device_id} ({entry.host_ifname}): {what.value}")
-        except Exception as e:
-            errors.append(f"legacy {entry.device_id}: {e}")
-            log.error(f"legacy {entry.device_id}: {e}")
     return errors
-
-
-def _legacy_nic_home(entry: legacy.LegacyEntry) -> bool:
-    try:
-        address = device.normalize_pci(entry.device_id)
-    except CniError:
-        log.event(f"legacy mapping {entry.device_id!r} names no PCI address: left alone")
-        return False
-    if not device.belongs_to(entry.host_ifname, address):
-        return False
-    return backend.link_exists(entry.host_ifname)

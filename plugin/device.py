@@ -10,11 +10,11 @@ import os
 import time
 from typing import NamedTuple
 
-from plugin import backend, log
+from plugin import backend, log, settings
 from plugin.errors import INVALID_CONFIG, CniError, NotOnNode
 from plugin.values import Invalid, is_pci, normal_pci, valid_ifname
 
-SYSFS_ENV = "AMD_HOST_DEVICE_SYSFS"
+SYSFS_ENV = settings.SYSFS_ENV
 # Drivers that take the function away from the kernel's network stack (DPDK, VMs).
 _USERSPACE_DRIVERS = ("vfio-pci", "igb_uio", "uio_pci_generic")
 APPEAR_SECONDS = 2.0
@@ -39,7 +39,7 @@ def normalize_pci(address: str) -> str:
 
 
 def sysfs_root() -> str:
-    return os.environ.get(SYSFS_ENV) or "/sys"
+    return settings.current().sysfs
 
 
 def pci_dir(address: str) -> str:
@@ -127,7 +127,7 @@ def belongs_to(name: str, address: str) -> bool:
     return os.path.basename(parent).lower() == address
 
 
-def resolve(device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
+def resolve(node: backend.Node, device_id: str, device_name: str, allow_non_pci: bool = False) -> Device:
     """PCI address first (what the device plugin allocated), else a netdev name, which must be
     a PCI NIC's unless node policy allows others (a pod's veth must never be taken)."""
     if device_id:
@@ -150,7 +150,7 @@ def resolve(device_id: str, device_name: str, allow_non_pci: bool = False) -> De
                            "policy")
         # Node policy allows it: a name says nothing about the hardware; ethtool may still
         # tell a PCI function, so the NIC is locked and indexed by it like any other.
-        info = backend.ethtool_driver(device_name)
+        info = backend.ethtool_driver(node, device_name)
         bus = info.bus_info.lower() if info and is_pci(info.bus_info.lower()) else ""
         return Device(bus or f"name:{device_name}", device_name, bus, info.driver if info else "")
     raise CniError(INVALID_CONFIG, "no device to attach: deviceID, pciBusID, "

@@ -19,12 +19,12 @@ import os
 import re
 import stat
 
-from plugin import device, log
+from plugin import device, log, settings
 from plugin.errors import INVALID_CONFIG, CniError
 from plugin.values import is_pci
 
 SPEC_VERSION = "1.1.0"
-DIR_ENV = "AMD_HOST_DEVICE_DEVINFO_DIR"   # trusted runtime env (tests), never a NAD key
+DIR_ENV = settings.DEVINFO_DIR_ENV   # trusted runtime env (tests), never a NAD key
 DEFAULT_ROOTS = ("/var/run/k8s.cni.cncf.io/devinfo", "/run/k8s.cni.cncf.io/devinfo")
 CNI_SUBDIR = "cni"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+=,\-]{0,254}")
@@ -35,7 +35,7 @@ def roots(recorded: bool = False) -> tuple[str, ...]:
     """Where device-info may be written: Multus's dir, or the override alone. A path read
     back from a record may be in either (recorded=True): a record must not turn corrupt
     because the environment of the process reading it differs."""
-    override = os.environ.get(DIR_ENV, "")
+    override = settings.current().devinfo_dir
     if not override.startswith("/"):
         return DEFAULT_ROOTS
     return (os.path.normpath(override), *(DEFAULT_ROOTS if recorded else ()))

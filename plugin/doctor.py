@@ -22,6 +22,7 @@ from typing import Any
 from plugin import CNI_VERSIONS, backend, delegate, device, files, policy, tools
 from plugin.cni import version_key
 from plugin.errors import CniError
+from plugin.node import local as this_node
 
 SCHEMA = "amd-host-device/doctor/v1"
 CONF_DIR_ENV = "AMD_HOST_DEVICE_CNI_CONF_DIR"
@@ -88,7 +89,7 @@ def _tool_failed(check: str, name: str, node: Node, e: backend.CommandFailed,
 def check_ip(node: Node) -> Check:
     fix = _tool_fix("ip", "iproute2 >= 4.13 (JSON output)")
     try:
-        out = backend.run(["ip", "-j", "link", "show", "dev", "lo"])
+        out = backend.run(this_node(), ["ip", "-j", "link", "show", "dev", "lo"])
         json.loads(out)
     except backend.CommandFailed as e:
         if e.exit_code == 127:
@@ -99,7 +100,7 @@ def check_ip(node: Node) -> Check:
         return Check("ip-json", Status.FAIL, f"ip ({_copy('ip', node)}): `ip -j` does not "
                      "print JSON", fix)
     try:
-        version = backend.run(["ip", "-V"]).strip()
+        version = backend.run(this_node(), ["ip", "-V"]).strip()
     except backend.CommandFailed:
         version = "ip"
     return Check("ip-json", Status.PASS, f"ip ({_copy('ip', node)}): {version}: supports -j "
@@ -110,7 +111,7 @@ def check_ethtool(node: Node) -> Check:
     """Without ethtool the offloads and channels a pod changed cannot be recorded, nor given
     back: a NIC would come home changed."""
     try:
-        version = backend.run(["ethtool", "--version"]).strip()
+        version = backend.run(this_node(), ["ethtool", "--version"]).strip()
     except backend.CommandFailed as e:
         return _tool_failed("ethtool", "ethtool", node, e, "ethtool")
     return Check("ethtool", Status.PASS, f"ethtool ({_copy('ethtool', node)}): {version}")
@@ -120,15 +121,15 @@ def check_nsenter(node: Node) -> Check:
     """nsenter runs the pod-side commands of a netns that is not a named one (and execs the
     same copy of ip after it); `--version` needs no privilege, so the installer can ask too."""
     try:
-        version = backend.run(["nsenter", "--version"]).strip()
+        version = backend.run(this_node(), ["nsenter", "--version"]).strip()
     except backend.CommandFailed as e:
         return _tool_failed("nsenter", "nsenter", node, e, "util-linux")
     return Check("nsenter", Status.PASS, f"nsenter ({_copy('nsenter', node)}): {version}")
 
 
 def check_sh(node: Node) -> Check:
-    """The command shell (plugin/shell.py) that runs every command above."""
-    from plugin import shell
+    """The command shell (plugin/node.py) that runs every command above."""
+    from plugin import node as shell
 
     try:
         shell.current()
@@ -143,7 +144,7 @@ def check_host_device(node: Node) -> Check:
            "/opt/cni/bin; the DaemonSet's installer copies its own where the node has none")
     try:
         with tempfile.TemporaryDirectory(prefix="ahd-doctor-") as cache:
-            found = delegate.locate(node.cni_path, cache)
+            found = delegate.locate(this_node(), node.cni_path, cache)
     except CniError as e:
         return Check("host-device", Status.FAIL, f"host-device: {e.msg}", fix,
                      (f"searched {':'.join(dirs) or 'nothing (CNI_PATH and the fallback dirs are empty)'}",))
@@ -280,7 +281,7 @@ def _read(path: str) -> str:
 
 def _ip_list(*args: str) -> list[dict[str, Any]]:
     try:
-        found = json.loads(backend.run(["ip", "-j", *args]) or "[]", strict=False)
+        found = json.loads(backend.run(this_node(), ["ip", "-j", *args]) or "[]", strict=False)
     except (backend.CommandFailed, ValueError):
         return []
     return [x for x in found if isinstance(x, dict)] if isinstance(found, list) else []
@@ -336,7 +337,7 @@ def _runtime_max(node: Node) -> tuple[str, str] | None:
     if not found:
         return None
     try:
-        words = backend.run([found, "--version"]).split()
+        words = backend.run(this_node(), [found, "--version"]).split()
     except backend.CommandFailed:
         return None
     for word in words:

@@ -45,3 +45,10 @@ class CniError(Exception):
 class NotOnNode(CniError):
     """The PCI function exists but has no netdev on the node: it may be in a pod (ADD then
     asks the state store who holds it)."""
+
+
+def exit_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM's handler while a request runs: the runtime's timeout kill becomes an
+    exception (SystemExit), so ADD still rolls back. Here because every entry imports this
+    module anyway (the executable, the daemon's request children)."""
+    raise SystemExit(128 + signum)

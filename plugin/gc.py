@@ -1,20 +1,23 @@
 """GC (CNI 1.1): release every attachment of this network the runtime no longer knows.
 
 The runtime's list is the valid attachments *of this network*; records of other networks are
-left to their own GC and to reconcile. Releasing is DEL's (plugin/delete.py `sweep`).
+left to their own GC and to reconcile. Releasing is DEL's (plugin/delete.py `give_back_all`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin import log
 from plugin.cni import Env
 from plugin.config import NetConf
-from plugin.delete import MAX_ORPHAN_SECONDS, sweep
+from plugin.delete import MAX_ORPHAN_SECONDS, give_back_all
 from plugin.errors import INVALID_CONFIG, NETWORK_COMMAND_FAILED, CniError
 from plugin.state import Record, StateStore
+
+if TYPE_CHECKING:
+    from plugin.node import Node
 
 VALID_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 
@@ -47,7 +50,7 @@ def gc_candidates(records: Iterable[Record], network: str,
     return released, other
 
 
-def gc(env: Env, conf: NetConf, raw: Mapping[str, Any]) -> None:
+def gc(node: Node, env: Env, conf: NetConf, raw: Mapping[str, Any]) -> None:
     """CNI 1.1 GC: restore and forget every attachment of this network the runtime no longer
     knows."""
     valid = valid_attachments(raw)
@@ -56,7 +59,7 @@ def gc(env: Env, conf: NetConf, raw: Mapping[str, Any]) -> None:
     for r in other:
         log.event(f"GC of {conf.name!r} leaves {r.attachment} alone: its network is "
                   f"{r.network or 'not recorded'}")
-    errors = sweep(store, stale, env.path, conf.lock_timeout, MAX_ORPHAN_SECONDS)
+    errors = give_back_all(node, store, stale, env.path, conf.lock_timeout, MAX_ORPHAN_SECONDS)
     if errors:
         raise CniError(NETWORK_COMMAND_FAILED, f"GC finished with {len(errors)} errors",
                        "; ".join(errors)[:1000])

@@ -53,13 +53,13 @@ def nic_identity(record: Record) -> identity.NicIdentity:
     return ident
 
 
-def _perm_macs(ident: identity.NicIdentity, links: Sequence[Mapping[str, Any]],
+def _perm_macs(node: backend.Node, ident: identity.NicIdentity, links: Sequence[Mapping[str, Any]],
                netns: str) -> dict[str, str]:
     """ethtool -P only where it can decide: the record has a permanent MAC and the link is
     hardware `ip` shows no PCI parent for."""
     if not ident.perm_mac:
         return {}
-    return {str(x.get("ifname")): backend.ethtool_perm_mac(str(x.get("ifname")), netns)
+    return {str(x.get("ifname")): backend.ethtool_perm_mac(node, str(x.get("ifname")), netns)
             for x in links if identity.wants_perm_mac(x)}
 
 
@@ -76,10 +76,10 @@ class PodLook(NamedTuple):
     node_name_taken: bool
 
 
-def _read_pod(netns: str, lines: list[str],
+def _read_pod(node: backend.Node, netns: str, lines: list[str],
               link_only: bool = False) -> list[list[dict[str, Any]] | None]:
     try:
-        return backend.ip_json_each(lines, netns=netns, details=True,
+        return backend.ip_json_each(node, lines, netns=netns, details=True,
                                     max_bytes=POD_READ_MAX_BYTES, link_only=link_only)
     except backend.CommandFailed as e:
         # Not knowing is not "not there": fail, and let the runtime retry.
@@ -87,7 +87,7 @@ def _read_pod(netns: str, lines: list[str],
                        str(e)) from None
 
 
-def _pod_link(netns: str, record: Record) -> PodLook:
+def _pod_link(node: backend.Node, netns: str, record: Record) -> PodLook:
     """The NIC in the pod, read by the names it has there (CNI_IFNAME, or the node name
     host-device gives it before the move), else by its recorded ifindex: never the pod's
     whole link table, which a pod can make as large as it likes."""
@@ -96,7 +96,7 @@ def _pod_link(netns: str, record: Record) -> PodLook:
     # not returned), so the names host-device gives the NIC count with the peer's ifindex.
     fresh = record.phase == PHASE_MOVING and not ident.peer_pod
     names = tuple(dict.fromkeys((record.ifname, record.snapshot.name)))
-    by_name = _read_pod(netns, [f"link show dev {n}" for n in names])
+    by_name = _read_pod(node, netns, [f"link show dev {n}" for n in names])
     # One link may answer to both names (the pod gave the NIC its node name as an altname).
     links = list({x.get("ifindex"): x for found in reversed(by_name)
                   for x in (found or ())}.values())
@@ -105,10 +105,10 @@ def _pod_link(netns: str, record: Record) -> PodLook:
         # has that name (a link the pod named so is not the NIC: its index tells); `-0`: the
         # link alone, not the addresses the pod may pile on it. Its own process: in a batch
         # after another read, ip 6.1 prints [] for it.
-        found = _read_pod(netns, [f"address show dev if{ident.ifindex}"], link_only=True)[0] or []
+        found = _read_pod(node, netns, [f"address show dev if{ident.ifindex}"], link_only=True)[0] or []
         links += [x for x in found if x.get("ifindex") == ident.ifindex]
     proven, why = identity.find(ident, links, identity.Frame.POD,
-                                _perm_macs(ident, links, netns), names=names, fresh=fresh)
+                                _perm_macs(node, ident, links, netns), names=names, fresh=fresh)
     for reason in why:
         log.warn(f"not the NIC of {record.attachment} in the pod: {reason}")
     taken = any(str(x.get("ifname", "")) == record.snapshot.name and
@@ -127,11 +127,11 @@ def _moves_as_is(record: Record, in_pod: Link, node_name_taken: bool,
             and not in_pod.altnames and not node_has_name and not node_name_taken)
 
 
-def _node_link(record: Record) -> Link | None:
+def _node_link(node: backend.Node, record: Record) -> Link | None:
     """The NIC on the node, proven by identity (a Go-plugin mapping: by its name)."""
     ident = nic_identity(record)
-    links = backend.ip_json(["link show"], details=True)[0]
-    found, why = identity.find(ident, links, identity.Frame.NODE, _perm_macs(ident, links, ""),
+    links = backend.ip_json(node, ["link show"], details=True)[0]
+    found, why = identity.find(ident, links, identity.Frame.NODE, _perm_macs(node, ident, links, ""),
                                names=(record.snapshot.name, record.ifname),
                                legacy_name=record.snapshot.name if ident.legacy else "")
     for reason in why:
@@ -139,12 +139,12 @@ def _node_link(record: Record) -> Link | None:
     return _as_link(found) if found else None
 
 
-def _wait_on_node(record: Record, seconds: float) -> Link | None:
+def _wait_on_node(node: backend.Node, record: Record, seconds: float) -> Link | None:
     """Look for the NIC on the node; a physical NIC leaves a destroyed netns asynchronously,
     so `seconds` > 0 waits for it, bounded."""
     deadline = time.monotonic() + seconds
     while True:
-        link = _node_link(record)
+        link = _node_link(node, record)
         if link or time.monotonic() >= deadline:
             return link
         time.sleep(0.1)
@@ -208,7 +208,7 @@ def pod_view(record: Record, env_netns: str) -> PodView:
                         and os.path.lexists(env_netns))
 
 
-def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAIT_SECONDS,
+def give_back(node: backend.Node, record: Record, env: Env, state_dir: str, wait: float = RETURN_WAIT_SECONDS,
               look_in_pod: bool = True) -> Outcome:
     """Bring the NIC to the node and restore it. Not restored if no interface proves to be it
     (a veth destroyed with its netns, a NIC the kernel has not returned yet, or a pod that
@@ -219,35 +219,35 @@ def give_back(record: Record, env: Env, state_dir: str, wait: float = RETURN_WAI
     if view.why:
         log.warn(view.why)
     if view.path:
-        look = _pod_link(view.path, record)
+        look = _pod_link(node, view.path, record)
         if look.link is not None:
             in_pod = _as_link(look.link)
             ifname = record.ifname   # host-device gets a name we chose, never the pod's
             if not _moves_as_is(record, in_pod, look.node_name_taken,
-                                backend.link_exists(record.snapshot.name)):
-                ifname = _prepare_move(view.path, look.link, record.ifname)
-            hd = delegate.locate(env.path, state_dir)
+                                backend.link_exists(node, record.snapshot.name)):
+                ifname = _prepare_move(node, view.path, look.link, record.ifname)
+            hd = delegate.locate(node, env.path, state_dir)
             conf = {"cniVersion": hd.pick_version(delegate.BASELINE_VERSION), "name": "amd-host-device",
                     "type": "host-device", "device": record.snapshot.name}
-            delegate.run(hd, "DEL", env, ifname, view.path, conf)
+            delegate.run(node, hd, "DEL", env, ifname, view.path, conf)
             log.event(f"host-device returned {in_pod.name!r} (as {ifname}) from {view.path}")
             # host-device finds the link by name: prove that what came home is the NIC
             # before giving it the node's configuration (the pod may have swapped names).
-            home = _node_link(record)
+            home = _node_link(node, record)
             if home is None:
                 raise CniError(NETWORK_COMMAND_FAILED, f"what host-device returned from the pod "
                                f"as {ifname} is not provably {record.snapshot.name}",
                                "record kept; see the log")
             # Its offloads and channels as they came home, so restore sets only what the pod
             # changed.
-            restore(record, home, Ethtool(backend.ethtool_read("-k", home.name, quiet=True),
-                                          backend.ethtool_read("-l", home.name, quiet=True)))
+            restore(node, record, home, Ethtool(backend.ethtool_read(node, "-k", home.name, quiet=True),
+                                          backend.ethtool_read(node, "-l", home.name, quiet=True)))
             return Outcome(True, True)
     # Only a NIC whose pod netns is gone may still be on its way home.
-    link = _wait_on_node(record, wait if look_in_pod and view.pod_gone else 0)
+    link = _wait_on_node(node, record, wait if look_in_pod and view.pod_gone else 0)
     if link is None:
         return Outcome(False, not view.pod_gone, view.why)
-    restore(record, link)
+    restore(node, record, link)
     return Outcome(True, not view.pod_gone)
 
 
@@ -260,15 +260,15 @@ def temporary_name() -> str:
     return TEMPORARY_PREFIX + os.urandom(6).hex()
 
 
-def _in_pod(netns: str, argv: list[str], what: str) -> None:
+def _in_pod(node: backend.Node, netns: str, argv: list[str], what: str) -> None:
     try:
-        backend.run(["ip", *argv], netns=netns)
+        backend.run(node, ["ip", *argv], netns=netns)
     except backend.CommandFailed as e:
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot {what} in the pod before the move",
                        str(e)) from None
 
 
-def _prepare_move(netns: str, link: Mapping[str, Any], ours: str) -> str:
+def _prepare_move(node: backend.Node, netns: str, link: Mapping[str, Any], ours: str) -> str:
     """host-device renames the NIC to its alias *inside the pod* before the move, and its
     altnames move with it: a pod link holding the node name, or an altname that is a node
     link's name, failed every DEL with EEXIST; and host-device refuses a CNI_IFNAME that Go
@@ -286,14 +286,14 @@ def _prepare_move(netns: str, link: Mapping[str, Any], ours: str) -> str:
     if name != ours:
         # The pod's name goes as argv words (ip never re-parses them): it may be any bytes
         # the kernel allows in a name.
-        _in_pod(netns, ["link", "set", "dev", name, "down"], f"set {name!r} down")
-        _in_pod(netns, ["link", "set", "dev", name, "name", temporary], f"rename {name!r}")
+        _in_pod(node, netns, ["link", "set", "dev", name, "down"], f"set {name!r} down")
+        _in_pod(node, netns, ["link", "set", "dev", name, "name", temporary], f"rename {name!r}")
         dev = temporary
     altnames = _altnames(link)
     lines = [f"link set dev {dev} alias {temporary}"]
     lines += [f"link property del dev {dev} altname {a}" for a in altnames
               if v.valid_altname(a)]
-    failures = backend.ip_batch(lines, netns=netns)
+    failures = backend.ip_batch(node, lines, netns=netns)
     for f in failures:
         log.warn(f"before the move, in the pod: {f.line!r}: {f.message}")
     if any(f.line == lines[0] for f in failures):
@@ -302,24 +302,24 @@ def _prepare_move(netns: str, link: Mapping[str, Any], ours: str) -> str:
                        "pod before the move", "; ".join(f.message for f in failures))
     for a in altnames:
         if not v.valid_altname(a):
-            _drop_altname(dev, a, netns)
+            _drop_altname(node, dev, a, netns)
     return dev
 
 
-def _drop_altname(dev: str, altname: str, netns: str = "") -> None:
+def _drop_altname(node: backend.Node, dev: str, altname: str, netns: str = "") -> None:
     """One altname no batch line may carry, as argv words; one no ip command can carry is
     left (logged): a pod's raw netlink put it there."""
     if not v.argv_altname(altname):
         log.warn(f"{dev} keeps the altname {altname!r}: no ip command can carry it")
         return
     try:
-        backend.run(["ip", "link", "property", "del", "dev", dev, "altname", altname],
+        backend.run(node, ["ip", "link", "property", "del", "dev", dev, "altname", altname],
                     netns=netns)
     except backend.CommandFailed as e:
         log.warn(f"cannot delete the altname {altname!r} of {dev}: {e}")
 
 
-def _drop_unsafe_altnames(record: Record, link: Link) -> Link:
+def _drop_unsafe_altnames(node: backend.Node, record: Record, link: Link) -> Link:
     """Altnames the NIC came home with that no batch line may carry (the pod chose them, or
     ADD recorded them as not restorable): deleted one by one with argv words where a command
     can carry them; the rest go in the restore batch."""
@@ -327,17 +327,17 @@ def _drop_unsafe_altnames(record: Record, link: Link) -> Link:
     for a in unsafe:
         # Older records did not record altnames: then those the NIC has are left alone.
         if record.snapshot.altnames is not None and a not in record.snapshot.not_restorable:
-            _drop_altname(link.name, a)
+            _drop_altname(node, link.name, a)
     return link._replace(altnames=tuple(a for a in link.altnames if a not in unsafe))
 
 
-def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
+def _apply(node: backend.Node, record: Record, link: Link) -> list[backend.BatchFailure]:
     """The restore batch; a name or MAC that cannot go into a batch line (the pod may have
     chosen it) is refused, never sent. Every line after the rename names the NIC by its node
     name: if another link holds that name (a pod's veth host-device brought home in its place),
     nothing is run, or the node's configuration would go onto that link."""
     name = record.snapshot.name
-    if link.name != name and name not in link.altnames and backend.link_exists(name):
+    if link.name != name and name not in link.altnames and backend.link_exists(node, name):
         raise CniError(NETWORK_COMMAND_FAILED, f"{name} is taken on the node by a link that is "
                        f"not the NIC (which is home as {link.name!r}): nothing restored",
                        f"record {record.attachment} kept; rename or remove that link, then "
@@ -347,28 +347,28 @@ def _apply(record: Record, link: Link) -> list[backend.BatchFailure]:
         # sent home by the kernel): rename it with argv words, which ip never re-parses.
         log.warn(f"{link.name!r} cannot go into an ip -batch line; renaming it first")
         try:
-            backend.run(["ip", "link", "set", "dev", link.name, "down"])
-            backend.run(["ip", "link", "set", "dev", link.name, "name", record.snapshot.name])
+            backend.run(node, ["ip", "link", "set", "dev", link.name, "down"])
+            backend.run(node, ["ip", "link", "set", "dev", link.name, "name", record.snapshot.name])
         except backend.CommandFailed as e:
             raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name!r} back to "
                            f"{record.snapshot.name}", str(e)) from None
         link = link._replace(name=record.snapshot.name)
-    link = _drop_unsafe_altnames(record, link)
+    link = _drop_unsafe_altnames(node, record, link)
     try:
         lines = record.snapshot.restore_lines(link.name, link.mac, link.altnames, link.xdp)
         if link.alias is not None and link.alias != name:
             lines.append(f"link set dev {name} alias {name}")  # not the temporary one
-        return backend.ip_batch(lines)
+        return backend.ip_batch(node, lines)
     except ValueError as e:  # validate.Corrupt, backend.UnsafeLine
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot restore {record.snapshot.name}: {e}",
                        f"record {record.attachment}") from None
 
 
-def _home_by_name(record: Record) -> bool:
+def _home_by_name(node: backend.Node, record: Record) -> bool:
     """After a failed rename: is the NIC home under its name after all? An ip that stopped at
     a line it could not parse had renamed it already, and the retry of the lines after the
     last failure it reported ran the rename again (the only line that is not idempotent)."""
-    home = _node_link(record)
+    home = _node_link(node, record)
     if home is None or home.name != record.snapshot.name:
         return False
     log.warn(f"{home.name} is home under its name: the failed rename was a retry")
@@ -382,31 +382,31 @@ class Ethtool(NamedTuple):
     channels: str
 
 
-def restore(record: Record, link: Link, now: Ethtool | None = None) -> None:
+def restore(node: backend.Node, record: Record, link: Link, now: Ethtool | None = None) -> None:
     """One `ip -force -batch`: every step is tried; a failed rename is fatal, others logged.
     Then `ethtool -L` puts recorded channel counts back and `ethtool -K` recorded offloads:
     only what differs from `now`, each one only if anything does (None: all of them).
     A NIC that was a bridge/bond port becomes a port of the same master again."""
     snap = record.snapshot
-    failures = _apply(record, link)
+    failures = _apply(node, record, link)
     for f in failures:
         log.error(f"restore step failed: {f.line!r}: {f.message}")
     rename = rename_line(link.name, snap.name)  # the one step whose failure loses the NIC
-    if any(f.line == rename for f in failures) and not _home_by_name(record):
+    if any(f.line == rename for f in failures) and not _home_by_name(node, record):
         raise CniError(NETWORK_COMMAND_FAILED, f"cannot rename {link.name} back to {snap.name}",
                        "; ".join(f.message for f in failures))
     channels = offloads = None
     if now is not None:
         channels = parse_channels(now.channels) if now.channels else None
         offloads = parse_offloads(now.offloads) if now.offloads else None
-    why = backend.ethtool_set("-L", snap.name, snap.settings.channel_words(channels))
+    why = backend.ethtool_set(node, "-L", snap.name, snap.settings.channel_words(channels))
     if why:
         log.error(f"cannot restore the channels of {snap.name}: {why}")
-    why = backend.ethtool_set("-K", snap.name, snap.settings.ethtool_words(offloads))
+    why = backend.ethtool_set(node, "-K", snap.name, snap.settings.ethtool_words(offloads))
     if why:
         log.error(f"cannot restore the offloads of {snap.name}: {why}")
     if record.master:
-        for f in backend.ip_batch([f"link set dev {snap.name} master {record.master}"]):
+        for f in backend.ip_batch(node, [f"link set dev {snap.name} master {record.master}"]):
             log.error(f"cannot make {snap.name} a port of {record.master} again: {f.message}")
     log.event(f"restored {snap.name}: {len(snap.addresses)} addresses, mtu {snap.mtu or 'kept'}, "
               f"{'up' if snap.up else 'down'}" + (f", port of {record.master}" if record.master

@@ -46,7 +46,7 @@ def _stand_ins() -> dict[str, types.ModuleType]:
     plat = _on_demand("platform")
     plat.system = lambda: os.uname().sysname  # type: ignore[attr-defined]
     # inspect: sh uses it only to count a callback's arguments; our output sinks are objects
-    # with write() (plugin/shell.py), which it does not inspect.
+    # with write() (plugin/node.py), which it does not inspect.
     return {"asyncio": aio, "importlib.metadata": meta, "platform": plat,
             "inspect": _on_demand("inspect")}
 

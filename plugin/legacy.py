@@ -14,7 +14,7 @@ import ipaddress
 import json
 import os
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from plugin import log
 from plugin import values as v
@@ -32,6 +32,12 @@ from plugin.state import (
     set_aside,
 )
 
+if TYPE_CHECKING:
+    from plugin.node import Node
+
+# A record read from a mapping says so in `written_by` (identity.legacy alone does not: a 0.1.0
+# record from before identities is upgraded with it too, plugin/formats.py).
+WRITTEN_BY = "AMD's Go plugin"
 LOCK_KEY = "legacy-ip-interface-mappings"
 
 
@@ -55,14 +61,11 @@ class LegacyEntry(NamedTuple):
             family = "inet6" if iface.version == 6 else "inet"
             addrs.append(Address(family, str(iface.ip), iface.network.prefixlen))
         snapshot = LinkSnapshot(self.host_ifname, "", 0, self.up, tuple(addrs), ())
-        try:
-            key = normalize_pci(self.device_id)
-        except CniError:
-            key = f"name:{self.device_id}"  # checked as an interface name in _checked
+        key = _key(self.device_id)
         # It recorded no identity: its PCI address proves the NIC in a pod; on the node its
         # name is the old rule (plugin/identity.py).
         return Record(container_id, ifname, key, key, netns, PHASE_ATTACHED, snapshot,
-                      identity=NicIdentity(legacy=True))
+                      identity=NicIdentity(legacy=True), written_by=WRITTEN_BY)
 
 
 def _path(state_dir: str) -> str:
@@ -123,6 +126,58 @@ def _checked(device_id: str, raw: object) -> LegacyEntry:
                 from None
     state = obj.get("state", "")
     return LegacyEntry(device_id, name, tuple(addresses), state == "UP")
+
+
+# -- read as records: the core sees ordinary records (identity.legacy says where they came from)
+
+def is_mapping(record: Record) -> bool:
+    """Read from the Go plugin's file (it is its own record: nothing of ours to reload or
+    rewrite; dropped from that file once its NIC is home)."""
+    return record.written_by == WRITTEN_BY
+
+
+def attachment(state_dir: str, device_id: str, container_id: str, ifname: str,
+               netns: str) -> Record | None:
+    """The mapping for `device_id` (the NAD's deviceID), as this attachment's record."""
+    entry = find(state_dir, device_id)
+    return None if entry is None else entry.as_record(container_id, ifname, netns)
+
+
+def home_records(node: Node, state_dir: str) -> list[Record]:
+    """For GC and reconcile: mappings name no pod, so only a NIC already home is known to be
+    released, and only sysfs proves that the link of its name is the NIC (never `lo`, a
+    bridge...). An entry keyed by a name, not a PCI address, has nothing that proves it:
+    never swept. Attachment "legacy/<its node name>", no netns."""
+    from plugin import backend, device
+
+    found = []
+    for entry in entries(state_dir):
+        try:
+            address = normalize_pci(entry.device_id)
+        except CniError:
+            log.event(f"legacy mapping {entry.device_id!r} names no PCI address: left alone")
+            continue
+        if device.belongs_to(entry.host_ifname, address) and \
+                backend.link_exists(node, entry.host_ifname):
+            found.append(entry.as_record("legacy", entry.host_ifname, ""))
+    return found
+
+
+def drop(store: StateStore, record: Record, lock_timeout: float) -> None:
+    """The record's NIC is home: drop the mapping it was read from (under the mappings'
+    lock); the file goes when it is empty."""
+    with locked(store, lock_timeout):
+        for device_id in [k for k in _read(store.root) if _key(k) == record.device_key]:
+            forget(store, device_id)
+
+
+def _key(device_id: str) -> str:
+    """The device key of a mapping's deviceID: its PCI address, or a name (checked as an
+    interface name in _checked)."""
+    try:
+        return normalize_pci(device_id)
+    except CniError:
+        return f"name:{device_id}"
 
 
 def present(state_dir: str) -> bool:

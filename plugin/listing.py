@@ -176,7 +176,7 @@ def main(argv: Sequence[str]) -> int:
     state_dir = args.state_dir
     if not state_dir:
         try:
-            state_dir = policy.load().state_dir
+            state_dir = policy.load(os.environ).state_dir
         except CniError as e:
             sys.stderr.write(f"warning: {e.msg}; using {policy.DEFAULT_STATE_DIR}\n")
             state_dir = policy.DEFAULT_STATE_DIR

@@ -158,8 +158,9 @@ def _warn_missing(path: str) -> None:
              "always writes one; is this the node's root?)")
 
 
-def load(environ: Mapping[str, str] = os.environ) -> NodePolicy:
-    """The node's policy: the file (if any), then the env overrides."""
+def load(environ: Mapping[str, str]) -> NodePolicy:
+    """The node's policy: the file (if any), then the overrides in `environ` (the request's,
+    or the process's for the other entries)."""
     path = environ.get(PATH_ENV) or DEFAULT_PATH
     obj = _read(path)
     if obj is None:

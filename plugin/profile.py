@@ -6,11 +6,14 @@ Off unless AMD_HOST_DEVICE_PROFILE is set; then one stderr line at the end of th
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 
-ENABLED = bool(os.environ.get("AMD_HOST_DEVICE_PROFILE"))
+from plugin import settings
+
+# Read when first imported: by a request (after request.answer installed its settings), or by
+# the daemon's warm-up (its own environment, as before the daemon forks its children).
+ENABLED = settings.current().profile
 _buckets: list[tuple[str, float]] = []
 
 

@@ -1,7 +1,7 @@
 """reconcile: give back the NICs of pods that died without a DEL (or a node reboot).
 
 Run by the daemon every pass (plugin/daemon.py), or by hand / in a loop with
-`amd-host-device reconcile`. Releasing is DEL's (plugin/delete.py `sweep`).
+`amd-host-device reconcile`. Releasing is DEL's (plugin/delete.py `give_back_all`).
 """
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ from collections.abc import Callable, Iterable, Sequence
 
 from plugin import log
 from plugin.config import DEFAULT_LOCK_TIMEOUT
-from plugin.delete import MAX_ORPHAN_SECONDS, sweep
+from plugin.delete import MAX_ORPHAN_SECONDS, give_back_all
 from plugin.errors import CniError
+from plugin.node import Node, local
 from plugin.policy import DEFAULT_STATE_DIR
 from plugin.state import Record, StateStore
 
 
-def reconcile_once(state_dir: str, cni_path: Sequence[str], max_orphan: float,
+def reconcile_once(node: Node, state_dir: str, cni_path: Sequence[str], max_orphan: float,
                    lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[str]:
     """Release attachments whose pod netns no longer exists (pods that died without a DEL,
     or a node reboot); live pods are left alone."""
     store = StateStore(state_dir)
-    return sweep(store, orphans(store.records()), cni_path, lock_timeout, max_orphan)
+    return give_back_all(node, store, orphans(store.records()), cni_path, lock_timeout, max_orphan)
 
 
 def orphans(records: Iterable[Record],
@@ -53,14 +54,14 @@ def reconcile_main(argv: Sequence[str]) -> int:
         from plugin import policy
 
         try:
-            args.state_dir = policy.load().state_dir
+            args.state_dir = policy.load(os.environ).state_dir
         except CniError as e:
             log.error(e.msg)
             return 1
     path = [d for d in args.cni_path.split(":") if d]
     while True:
         try:
-            errors = reconcile_once(args.state_dir, path, args.max_orphan_hours * 3600)
+            errors = reconcile_once(local(), args.state_dir, path, args.max_orphan_hours * 3600)
         except Exception as e:  # a loop that dies helps no one; the next pass may succeed
             log.error(f"reconcile pass failed: {e}")
             errors = [str(e)]

@@ -10,8 +10,9 @@ from plugin.config import NetConf
 from plugin.errors import NOT_AVAILABLE, CniError
 from plugin.state import StateStore
 
+TYPE_CHECKING = False
 
-def status(env: Env, conf: NetConf) -> None:
+def status(node: backend.Node, env: Env, conf: NetConf) -> None:
     """Can ADD be served: delegate present, state dir writable, iproute2 present."""
     state_dir = conf.state_dir
     delegate.find(env.path)
@@ -31,6 +32,6 @@ def status(env: Env, conf: NetConf) -> None:
         raise CniError(NOT_AVAILABLE, f"state dir {state_dir} is not writable: "
                        f"{e.strerror}") from None
     try:
-        backend.run(["ip", "-V"])
+        backend.run(node, ["ip", "-V"])
     except backend.CommandFailed as e:
         raise CniError(NOT_AVAILABLE, "iproute2 `ip` is not usable", str(e)) from None

@@ -18,9 +18,11 @@ import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from plugin import settings
+
 NAMES = ("ip", "ethtool", "nsenter", "sh")
 LOADER = "ld-linux-x86-64.so.2"
-TOOLS_ENV = "AMD_HOST_DEVICE_TOOLS"
+TOOLS_ENV = settings.TOOLS_ENV
 _NODE_SH = "/bin/sh"
 
 
@@ -43,7 +45,7 @@ class Tool(NamedTuple):
         import shutil
 
         found = shutil.which(self.binary, path=path if path is not None
-                             else os.environ.get("PATH"))
+                             else settings.current().environ.get("PATH"))
         return f"node {found}" if found else f"node: {self.name} not found on PATH"
 
 
@@ -65,7 +67,7 @@ def bundle_root() -> str:
 
 def tool(name: str) -> Tool:
     root = bundle_root()
-    if root and os.environ.get(TOOLS_ENV) != "node":
+    if root and settings.current().tools != "node":
         lib = os.path.join(root, "lib")
         return Tool(name, (os.path.join(lib, LOADER), "--library-path", lib, "--argv0", name,
                            os.path.join(root, "libexec", name)), True)

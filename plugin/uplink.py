@@ -15,9 +15,12 @@ default` and `ip -j nexthop show`; ADD reads the first two (READS) with the NIC'
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plugin.identity import kind
+
+if TYPE_CHECKING:
+    from plugin.node import Node
 
 _STACKED_ON_LOWER = ("vlan", "macvlan", "macvtap", "ipvlan", "ipvtap", "vxlan", "macsec")
 
@@ -128,7 +131,7 @@ def needs_nexthops(routes: Sequence[Mapping[str, Any]]) -> bool:
 READS = ("link show", "route show table all default")
 
 
-def inspect(nic: str, links: Sequence[Mapping[str, Any]],
+def inspect(node: Node, nic: str, links: Sequence[Mapping[str, Any]],
             routes: Sequence[Mapping[str, Any]]) -> Assessment:
     """`assess` over the READS; nexthop objects are read only when a default route uses one
     (older kernels have none)."""
@@ -138,7 +141,7 @@ def inspect(nic: str, links: Sequence[Mapping[str, Any]],
     nexthops: list[dict[str, Any]] = []
     if needs_nexthops(routes):
         try:
-            nexthops = backend.ip_json(["nexthop show"])[0]
+            nexthops = backend.ip_json(node, ["nexthop show"])[0]
         except backend.CommandFailed as e:
             raise CniError(NETWORK_COMMAND_FAILED, f"cannot read the node's nexthops before "
                            f"moving {nic}", str(e)) from None

@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -12,3 +14,14 @@ def pytest_addoption(parser):
                      help="CNI_PATH on the node (where host-device, static and sbr are)")
     parser.addoption("--daemon", action="store_true",
                      help="run `amd-host-device daemon` on the node: every call goes through it")
+
+
+@pytest.fixture(autouse=True)
+def _request_settings_restored():
+    """A test that runs the entry in process (main.main) installs its request's settings
+    (plugin/settings.py); the next test starts from what was there before."""
+    from plugin import settings
+
+    saved = settings.current()
+    yield
+    settings.use(saved)

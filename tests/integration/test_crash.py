@@ -45,7 +45,7 @@ def _ip_killer(tmp_path, pattern):
     `pattern`."""
     d = tmp_path / "bin"
     d.mkdir(exist_ok=True)
-    # ip runs under coreutils `timeout`, in the plugin's command shell (plugin/shell.py): the
+    # ip runs under coreutils `timeout`, in the plugin's command shell (plugin/node.py): the
     # plugin is the first ancestor that is neither.
     script(d, "ip", f'case "$*" in {pattern})\n'
            '  p=$PPID; while case "$(cat /proc/$p/comm)" in timeout|sh|dash) true;; *) false;; esac\n'

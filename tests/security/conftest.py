@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from plugin import shell
+from plugin import node as shell
 
 _spec = importlib.util.spec_from_file_location(
     "integration_conftest", pathlib.Path(__file__).parent.parent / "integration" / "conftest.py")

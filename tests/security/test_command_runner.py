@@ -1,4 +1,4 @@
-"""The one-shell command runner (plugin/shell.py) under attack: a signal or a command that
+"""The one-shell command runner (plugin/node.py) under attack: a signal or a command that
 does not read its stdin cannot shift its framing, a hung command is killed at its deadline
 whoever dies above it (the in-process plugin, a daemon child, the daemon on SIGTERM), SIGTERM
 during ADD still rolls back, and the marker nonce is not readable by another local user.
@@ -13,7 +13,8 @@ import os
 import signal
 import subprocess
 
-from plugin import backend, shell
+from plugin import backend
+from plugin import node as shell
 from tests.support.checks import (
     REAL_IP,
     ok,
@@ -70,7 +71,7 @@ def test_a_command_interrupted_by_a_signal_does_not_answer_the_next_one(fresh_sh
 def test_a_command_that_exits_without_reading_its_stdin_does_not_shift_the_framing(
         fresh_shell):
     """A request's stdin lines are copied to the command by a subshell on the left of a pipe
-    (plugin/shell.py). When the command exits before reading them all (`ip -batch -` without
+    (plugin/node.py). When the command exits before reading them all (`ip -batch -` without
     -force stops at its first failing line; `timeout` kills a hung ip; argv[0] not found)
     and the lines do not fit the pipe, the copier dies of SIGPIPE and the lines it did not
     copy stay on the shell's stdin: the shell reads them as the next requests (timeout, argc,
@@ -182,7 +183,7 @@ def test_a_hung_command_of_a_sigkilled_daemon_child_is_still_killed_at_its_deadl
 
 def test_the_shells_marker_nonce_is_not_readable_by_an_unprivileged_local_user(fresh_shell):
     """Attack: the end-of-command marker is unforgeable only while its nonce is secret
-    (plugin/shell.py: "it does not know the nonce"). The nonce is the shell's $0, i.e. in
+    (plugin/node.py: "it does not know the nonce"). The nonce is the shell's $0, i.e. in
     argv: /proc/<shell>/cmdline is world-readable, so any local user, or any hostPID pod,
     reads it for as long as the shell lives (a daemon's spare: until the next request).
     Whoever can then get "\\n<nonce> <rc>\\n" into a command's output and stderr ends that

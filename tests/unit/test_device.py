@@ -6,6 +6,10 @@ import pytest
 
 from plugin import device
 from plugin.errors import CniError, NotOnNode
+from plugin.node import Node
+from tests.support.request_env import use_env
+
+NODE = Node()   # this machine, as the plugin runs commands on it
 
 
 @pytest.mark.parametrize("given,canonical", [
@@ -24,7 +28,7 @@ def test_rejects_non_addresses(bad):
 
 @pytest.fixture
 def sysfs(tmp_path, monkeypatch):
-    monkeypatch.setenv(device.SYSFS_ENV, str(tmp_path))
+    use_env(monkeypatch, device.SYSFS_ENV, str(tmp_path))
     monkeypatch.setattr(device, "APPEAR_SECONDS", 0.2)
     return tmp_path
 
@@ -74,17 +78,17 @@ def test_userspace_driver_is_refused(sysfs):
 
 def test_name_selection_takes_pci_nics_only(sysfs):
     make(sysfs, "0000:01:00.0", ["ens1f0"])
-    assert device.resolve("", "ens1f0").key == "0000:01:00.0"
+    assert device.resolve(NODE, "", "ens1f0").key == "0000:01:00.0"
     with pytest.raises(CniError) as e:
-        device.resolve("", "cali0a1b2c3d4e")  # another pod's veth
+        device.resolve(NODE, "", "cali0a1b2c3d4e")  # another pod's veth
     assert e.value.code == 7 and "not a PCI NIC" in e.value.msg
     assert "allowNonPciDevices" in e.value.details
 
 
 def test_name_selection_and_nothing_selected(sysfs):
-    assert device.resolve("", "fabric0", allow_non_pci=True).key == "name:fabric0"
+    assert device.resolve(NODE, "", "fabric0", allow_non_pci=True).key == "name:fabric0"
     with pytest.raises(CniError) as e:
-        device.resolve("", "")
+        device.resolve(NODE, "", "")
     assert e.value.code == 7 and "deviceID" in e.value.msg
     with pytest.raises(CniError):
-        device.resolve("", "../x")
+        device.resolve(NODE, "", "../x")

@@ -12,6 +12,7 @@ from plugin.config import parse_netconf
 from plugin.errors import CniError
 from plugin.snapshot import Address, LinkSnapshot
 from plugin.state import PHASE_MOVING, Record
+from tests.support.request_env import use_env
 
 SNAP = LinkSnapshot("ens1f0", "aa:bb:cc:00:00:01", 9000, True,
                     (Address("inet", "10.0.0.2", 24),), ())
@@ -20,7 +21,7 @@ MULTUS = "/var/run/k8s.cni.cncf.io/devinfo/cni/default-amd-nic-0123abcd_net1"
 
 @pytest.fixture(autouse=True)
 def _no_override(monkeypatch):
-    monkeypatch.delenv(devinfo.DIR_ENV, raising=False)
+    use_env(monkeypatch, devinfo.DIR_ENV, None)
 
 
 def conf(path):
@@ -52,7 +53,7 @@ def test_anything_else_is_code_7(path):
 
 
 def test_the_override_replaces_the_roots(monkeypatch, tmp_path):
-    monkeypatch.setenv(devinfo.DIR_ENV, str(tmp_path))
+    use_env(monkeypatch, devinfo.DIR_ENV, str(tmp_path))
     assert devinfo.check_path(str(tmp_path / "cni" / "x")) == str(tmp_path / "cni" / "x")
     with pytest.raises(CniError):
         devinfo.check_path(MULTUS)
@@ -60,7 +61,7 @@ def test_the_override_replaces_the_roots(monkeypatch, tmp_path):
 
 
 def test_info_is_the_spec_format_with_the_pf_from_sysfs(monkeypatch, tmp_path):
-    monkeypatch.setenv("AMD_HOST_DEVICE_SYSFS", str(tmp_path))
+    use_env(monkeypatch, "AMD_HOST_DEVICE_SYSFS", str(tmp_path))
     vf = tmp_path / "bus" / "pci" / "devices" / "0000:01:00.2"
     vf.mkdir(parents=True)
     assert devinfo.info("0000:01:00.2") == {"type": "pci", "version": "1.1.0",
@@ -71,7 +72,7 @@ def test_info_is_the_spec_format_with_the_pf_from_sysfs(monkeypatch, tmp_path):
 
 
 def test_write_and_remove(monkeypatch, tmp_path):
-    monkeypatch.setenv(devinfo.DIR_ENV, str(tmp_path / "devinfo"))
+    use_env(monkeypatch, devinfo.DIR_ENV, str(tmp_path / "devinfo"))
     path = str(tmp_path / "devinfo" / "cni" / "a_net1")
     assert devinfo.write(path, {"type": "pci"}) is True
     assert json.loads(pathlib.Path(path).read_text()) == {"type": "pci"}

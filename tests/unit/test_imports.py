@@ -12,7 +12,8 @@ import sys
 from plugin.imports import load_sh
 sh = load_sh()
 from plugin import backend
-out = backend.run(["echo", "ok"])
+from plugin.node import Node
+out = backend.run(Node(), ["echo", "ok"])
 skipped = sorted(m for m in ("asyncio", "importlib.metadata", "inspect", "platform")
                  if m in sys.modules)
 print(out.strip(), skipped)

@@ -6,6 +6,9 @@ import os
 import pytest
 
 from plugin import backend, netns
+from plugin.node import Node
+
+NODE = Node()   # this machine, as the plugin runs commands on it
 
 
 def test_a_network_namespace_and_its_identity():
@@ -36,10 +39,10 @@ def test_what_is_no_network_namespace(tmp_path, fifo):
 
 def test_a_command_is_never_run_in_what_is_no_network_namespace(fifo):
     with pytest.raises(backend.NotANetns) as e:
-        backend.run(["ip", "link", "show"], netns=fifo)
+        backend.run(NODE, ["ip", "link", "show"], netns=fifo)
     assert not e.value.transient() and fifo in str(e.value)
     with pytest.raises(backend.NotANetns):
-        backend.ip_batch(["link set dev x up"], netns="/proc/self/ns/mnt")
+        backend.ip_batch(NODE, ["link set dev x up"], netns="/proc/self/ns/mnt")
 
 
 def test_a_command_that_does_not_answer_is_killed_and_not_retried(monkeypatch):
@@ -47,10 +50,10 @@ def test_a_command_that_does_not_answer_is_killed_and_not_retried(monkeypatch):
     calls = []
     real = backend._run_once
 
-    def counted(argv, stdin):
+    def counted(node, argv, stdin):
         calls.append(argv)
-        return real(argv, stdin)
+        return real(node, argv, stdin)
     monkeypatch.setattr(backend, "_run_once", counted)
     with pytest.raises(backend.TimedOut) as e:
-        backend.run(["sleep", "120"])
+        backend.run(NODE, ["sleep", "120"])
     assert not e.value.transient(True) and len(calls) == 1

@@ -14,6 +14,7 @@ from plugin.giveback import PodView, choose_netns
 from plugin.identity import Frame, NicIdentity
 from plugin.snapshot import LinkSnapshot
 from plugin.state import PHASE_ATTACHED, PHASE_MOVING, Record
+from tests.support.request_env import use_env
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "identity")
 
@@ -136,7 +137,7 @@ def test_a_legacy_mappings_link_on_the_node_is_proven_by_sysfs(
         why, ident, listed, class_net, links, expected, tmp_path, monkeypatch):
     """AMD's Go plugin recorded a PCI address and a name: on the node the link of that name is
     its NIC only when the node's sysfs says so, never by the name alone."""
-    monkeypatch.setenv(device.SYSFS_ENV, str(tmp_path))
+    use_env(monkeypatch, device.SYSFS_ENV, str(tmp_path))
     for pci, names in listed.items():
         for name in names:
             (tmp_path / "bus" / "pci" / "devices" / pci / "net" / name).mkdir(parents=True)

@@ -85,7 +85,7 @@ def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
 
 def test_the_edge_counter_sees_lazy_imports_and_package_names():
     edges = import_edges()
-    assert ("plugin.main", "plugin.add") in edges          # inside a function
+    assert ("plugin.request", "plugin.add") in edges       # inside a function
     assert ("plugin.cni", "plugin") in edges               # from plugin import CNI_VERSIONS
     assert ("plugin.state", "plugin.values") in edges
     assert not any(a == b for a, b in edges)
@@ -96,9 +96,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({("a", "b"), ("b", "c")}) == []
 
 
-# On this branch daemon -> main -> daemon is still there: issue 24's request object (the
-# other half of the issue, branch issue-24a) removes it. Strict: this fails once it is gone.
-@pytest.mark.xfail(strict=True, reason="daemon<->main cycle: removed by issue 24's request object")
 def test_plugin_imports_have_no_cycle():
     assert cycles(import_edges()) == []
 

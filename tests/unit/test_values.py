@@ -6,7 +6,10 @@ import pytest
 from plugin import backend
 from plugin import values as v
 from plugin.legacy import _entry
+from plugin.node import Node
 from plugin.snapshot import Address, RouteEntry
+
+NODE = Node()   # this machine, as the plugin runs commands on it
 
 
 @pytest.mark.parametrize("bad", ["", "a" * 16, "a b", "a/b", "a:b", "a;b", "a#b", 'a"b',
@@ -63,7 +66,7 @@ def test_legacy_entries_are_checked():
                                   "a'b", "", "x\x00"])
 def test_ip_batch_refuses_unsafe_lines(line):
     with pytest.raises(backend.UnsafeLine):
-        backend.ip_batch([line])
+        backend.ip_batch(NODE, [line])
 
 
 def test_batch_stderr_attribution():

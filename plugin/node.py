@@ -1,6 +1,14 @@
-"""One POSIX shell (the bundle's dash, or the node's /bin/sh from a checkout: plugin/tools.py),
-started through `sh` (the package), that runs a request's ip/ethtool commands
-in turn.
+"""The node, as the plugin acts on it: `Node` is the one place a process starts.
+
+- `Node.run`: ip, ethtool and nsenter (argv written with the tool's name first; plugin/tools.py
+  picks the bundle's copy or the node's), one at a time in this process's command shell.
+- `Node.spawn`: a program in its own process group (the delegate, which runs IPAM plugins in
+  turn), killed with everything it started at its deadline or when we are interrupted.
+plugin/backend.py turns `run`'s answers into reads and changes (ip -j, ip -batch, ethtool);
+plugin/delegate.py finds host-device and speaks CNI to it through `spawn`.
+
+The command shell: one POSIX shell (the bundle's dash, or the node's /bin/sh from a checkout),
+started through `sh` (the package), that runs a request's ip/ethtool commands in turn.
 
 Each command `sh` starts forks this Python process and starts I/O threads for it: ~3 ms a
 command over the exec itself, a dozen times per pod. Here `sh` starts one shell per process
@@ -29,8 +37,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from plugin import tools
 from plugin.imports import load_sh
@@ -234,3 +242,76 @@ def start_soon() -> None:
 def run(argv: Sequence[str], stdin: Sequence[str] = (), seconds: float = 30.0) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of argv in this process's shell."""
     return current().run(argv, stdin, seconds)
+
+
+class Finished(NamedTuple):
+    """A spawned program's exit code and output."""
+
+    code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Unanswered(Exception):
+    """A spawned program did not end by its deadline: its process group was killed."""
+
+
+class Node:
+    """This node's processes. Stateless: the command shell is this process's (a forked child
+    starts its own); tests hand ADD and DEL another object with the same methods."""
+
+    __slots__ = ()
+
+    def run(self, argv: Sequence[str], stdin: Sequence[str] = (),
+            seconds: float = 30.0) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) of argv, run in this process's command shell; Unframed
+        (never sent), ShellStuck (killed at `seconds`) or ShellGone."""
+        from plugin import profile
+
+        shell = current()   # its start is profiled on its own
+        started = time.monotonic()
+        try:
+            return shell.run(tools.expand(argv), stdin, seconds)
+        finally:
+            profile.command(argv, time.monotonic() - started)
+
+    def start_soon(self) -> None:
+        start_soon()
+
+    def spawn(self, argv: Sequence[str], env: Mapping[str, str], stdin: bytes,
+              seconds: float) -> Finished:
+        """Run argv in its own session (so its own process group): on timeout (Unanswered),
+        or when we are interrupted (SIGTERM's SystemExit), the whole group is killed, and
+        whatever it started with it. A runaway chain (a plugin that runs itself) cannot
+        outlive us. OSError if it cannot start."""
+        import subprocess
+
+        with subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=dict(env),
+                              start_new_session=True) as proc:
+            try:
+                out, err = proc.communicate(stdin, timeout=seconds)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                raise Unanswered(f"{argv[0]} did not answer in {seconds:g}s; its process "
+                                 "group was killed") from None
+            except BaseException:  # SIGTERM (SystemExit) mid-call: no wait for it, roll back
+                _kill_group(proc)
+                raise
+            return Finished(proc.returncode, out, err)
+
+
+def _kill_group(proc: Any) -> None:
+    """SIGKILL a spawned program's process group. Its leader is our child and not yet reaped
+    (communicate did not return), so the group id is still ours: nothing else can hold it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+_LOCAL = Node()
+
+
+def local() -> Node:
+    """This node (the entries hand it down; see plugin/request.py)."""
+    return _LOCAL
