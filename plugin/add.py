@@ -7,6 +7,7 @@ held from the first look at the NIC to the last write of its record.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -214,8 +215,9 @@ def add(node: backend.Node, env: Env, conf: NetConf) -> Result:
         try:
             version = hd.pick_version(conf.cni_version)
             ours = _our_ipv6(conf, snapshot)
-            with dad.skipping(node, env.netns, env.ifname,
-                              bool(ours) and not view.unproven) as without_dad:
+            skip = bool(ours) and not view.unproven
+            with _one_dad_window(store, record, conf, skip), \
+                    dad.skipping(node, env.netns, env.ifname, skip) as without_dad:
                 raw = delegate.run(node, hd, "ADD", env, env.ifname, env.netns,
                                    _delegate_conf(conf, version, dev.netdev, snapshot))
             if not without_dad:  # without DAD nothing is tentative: nothing to wait for
@@ -232,6 +234,20 @@ def add(node: backend.Node, env: Env, conf: NetConf) -> Result:
             raise
     log.event(f"attached {snapshot.name} as {env.ifname}")
     return result
+
+
+DAD_LOCK_STRIPES = 16
+
+
+def _one_dad_window(store: StateStore, record: Record, conf: NetConf,
+                    wanted: bool) -> contextlib.AbstractContextManager[object]:
+    """One ADD at a time per pod turns its default accept_dad off and back (dad.skipping): two
+    at once would each find the other's 0, and one NIC would wait out a DAD it did not need.
+    Striped by the pod netns' inode, so the lock files stay few and other pods rarely wait."""
+    if not wanted or not record.netns_id:
+        return contextlib.nullcontext()
+    stripe = int(record.netns_id.split(":")[1]) % DAD_LOCK_STRIPES
+    return store.lock(f"pod-dad-{stripe}", conf.lock_timeout)
 
 
 def _guard_uplinks(node: backend.Node, netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessment:
