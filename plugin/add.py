@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from plugin import NEWEST_CNI_VERSION, backend, dad, delegate, device, identity, log, uplink
@@ -22,6 +22,7 @@ from plugin.errors import (
     INVALID_ENV,
     IO_FAILURE,
     NETWORK_COMMAND_FAILED,
+    TRY_AGAIN_LATER,
     CniError,
 )
 from plugin.result import Result, parse_result
@@ -215,8 +216,7 @@ def add(node: backend.Node, env: Env, conf: NetConf) -> Result:
         try:
             version = hd.pick_version(conf.cni_version)
             ours = _our_ipv6(conf, snapshot)
-            skip = bool(ours) and not view.unproven
-            with _one_dad_window(store, record, conf, skip), \
+            with _one_dad_window(store, record, bool(ours) and not view.unproven) as skip, \
                     dad.skipping(node, env.netns, env.ifname, skip) as without_dad:
                 raw = delegate.run(node, hd, "ADD", env, env.ifname, env.netns,
                                    _delegate_conf(conf, version, dev.netdev, snapshot))
@@ -237,17 +237,34 @@ def add(node: backend.Node, env: Env, conf: NetConf) -> Result:
 
 
 DAD_LOCK_STRIPES = 16
+DAD_LOCK_WAIT = 0.5
 
 
-def _one_dad_window(store: StateStore, record: Record, conf: NetConf,
-                    wanted: bool) -> contextlib.AbstractContextManager[object]:
+@contextlib.contextmanager
+def _one_dad_window(store: StateStore, record: Record, wanted: bool) -> Iterator[bool]:
     """One ADD at a time per pod turns its default accept_dad off and back (dad.skipping): two
     at once would each find the other's 0, and one NIC would wait out a DAD it did not need.
-    Striped by the pod netns' inode, so the lock files stay few and other pods rarely wait."""
+    Striped by the pod netns' inode (few lock files; other pods rarely wait). Yields whether
+    this ADD may skip DAD: an ADD that cannot have the window in DAD_LOCK_WAIT (another one is
+    slow inside host-device) goes on with DAD and waits for it, never for the other ADD."""
     if not wanted or not record.netns_id:
-        return contextlib.nullcontext()
+        yield False
+        return
     stripe = int(record.netns_id.split(":")[1]) % DAD_LOCK_STRIPES
-    return store.lock(f"pod-dad-{stripe}", conf.lock_timeout)
+    window = store.lock(f"pod-dad-{stripe}", DAD_LOCK_WAIT)
+    try:
+        window.__enter__()
+    except CniError as e:
+        if e.code != TRY_AGAIN_LATER:
+            raise
+        log.event("another ADD into this pod holds its IPv6 DAD window: this NIC gets DAD "
+                  "and ADD waits for it")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        window.__exit__(None, None, None)
 
 
 def _guard_uplinks(node: backend.Node, netdev: str, view: NodeView, conf: NetConf) -> uplink.Assessment:

@@ -295,7 +295,9 @@ def warm_up() -> None:
     from plugin.imports import load_dataclasses, load_sh
 
     load_dataclasses()
-    from plugin import add, check, config, delete, gc, policy, reconcile, request, status  # noqa: F401
+    from plugin import reconcile, request  # noqa: F401
+
+    request.preload()
 
     load_sh()
     import tenacity  # noqa: F401

@@ -156,6 +156,12 @@ def dispatch(request: Request) -> dict[str, object] | None:
     return None
 
 
+def preload() -> None:
+    """What `dispatch` would import on a request's way (the daemon does it once, before it
+    forks): the handlers and what they stand on."""
+    from plugin import add, check, config, delete, gc, policy, status  # noqa: F401
+
+
 def log_failure(msg: str) -> None:
     from plugin import log
 

@@ -197,3 +197,25 @@ def test_a_pod_that_skips_dad_already_keeps_its_setting(node, pod):
                 "net.ipv6.conf.default.accept_dad", "net.ipv6.conf.net1.accept_dad").stdout
     assert values.split() == ["0", "0"]
     ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, "net1"))
+
+
+def test_two_parallel_adds_into_one_pod_are_usable_at_once_and_the_pod_keeps_its_default(node, pod):
+    """Two ADDs into one pod at once (a runtime running two conflists, or two Multus
+    attachments run in parallel, each turning the pod's default accept_dad off and back):
+    both NICs' addresses are usable when ADD returns, and the pod's default is its own again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = node.nics
+    with ThreadPoolExecutor(2) as pool:
+        calls = list(pool.map(lambda job: node.cni("ADD", node.conf(job[0].pci), "c1", pod,
+                                                   job[1]), ((a, "net1"), (b, "net2"))))
+    for call in calls:
+        ok(call)
+    for nic, ifname in ((a, "net1"), (b, "net2")):
+        found = _v6(node, _name(pod), ifname, nic.v6.split("/")[0])
+        assert found is not None and not found.get("tentative") and not found.get("dadfailed")
+    default = sh("ip", "netns", "exec", _name(pod), "sysctl", "-n",
+                 "net.ipv6.conf.default.accept_dad").stdout.strip()
+    assert default == "1"
+    for nic, ifname in ((b, "net2"), (a, "net1")):
+        ok(node.cni("DEL", node.conf(nic.pci), "c1", pod, ifname))
