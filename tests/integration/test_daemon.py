@@ -18,6 +18,7 @@ import pytest
 from conftest import node_state
 
 from tests.support.checks import RAW_PING, wait_for_int
+from tests.support.processes import steady_only_child
 
 
 class Gate:
@@ -311,15 +312,9 @@ def test_past_max_children_a_new_caller_is_closed_at_once_and_runs_in_process(no
 
 
 def _the_one_child(pid, other_than=(), limit=10.0):
-    """The daemon's only child (its spare), once there is exactly one and it is none of
-    `other_than`."""
-    deadline = time.monotonic() + limit
-    while True:
-        kids = _children_of(pid)
-        if len(kids) == 1 and kids[0] not in other_than:
-            return kids[0]
-        assert time.monotonic() < deadline, f"children of {pid}: {kids}"
-        time.sleep(0.02)
+    """The daemon's only child (its spare), once there is exactly one, it is none of
+    `other_than`, and it stays (tests/support/processes.py)."""
+    return steady_only_child(pid, other_than, limit)
 
 
 def test_a_spare_child_waits_for_the_next_request_and_a_dead_one_is_replaced(node, pod):

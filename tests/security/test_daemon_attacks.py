@@ -16,7 +16,7 @@ from tests.support.checks import (
     ok,
     restored,
 )
-from tests.support.processes import end_processes, gone_within, process_stat
+from tests.support.processes import end_processes, gone_within, process_stat, steady_only_child
 
 
 def test_slow_peers_cannot_wedge_the_daemon(node):
@@ -74,11 +74,7 @@ def _kids(pid):
 
 
 def _one_child(pid, limit=20.0):
-    deadline = time.monotonic() + limit
-    while len(kids := _kids(pid)) != 1:
-        assert time.monotonic() < deadline, f"children of {pid}: {kids}"
-        time.sleep(0.02)
-    return kids[0]
+    return steady_only_child(pid, limit=limit)
 
 
 def test_held_a_sigkilled_daemon_leaves_neither_its_idle_spare_nor_the_spares_shell(node):
