@@ -107,24 +107,25 @@ def check_ip(node: Node) -> Check:
                  "(JSON)")
 
 
+def _check_version(tool: str, package: str, node: Node) -> Check:
+    """`tool --version` runs (it needs no privilege, so the installer can ask too)."""
+    try:
+        version = backend.run(this_node(), [tool, "--version"]).strip()
+    except backend.CommandFailed as e:
+        return _tool_failed(tool, tool, node, e, package)
+    return Check(tool, Status.PASS, f"{tool} ({_copy(tool, node)}): {version}")
+
+
 def check_ethtool(node: Node) -> Check:
     """Without ethtool the offloads and channels a pod changed cannot be recorded, nor given
     back: a NIC would come home changed."""
-    try:
-        version = backend.run(this_node(), ["ethtool", "--version"]).strip()
-    except backend.CommandFailed as e:
-        return _tool_failed("ethtool", "ethtool", node, e, "ethtool")
-    return Check("ethtool", Status.PASS, f"ethtool ({_copy('ethtool', node)}): {version}")
+    return _check_version("ethtool", "ethtool", node)
 
 
 def check_nsenter(node: Node) -> Check:
     """nsenter runs the pod-side commands of a netns that is not a named one (and execs the
-    same copy of ip after it); `--version` needs no privilege, so the installer can ask too."""
-    try:
-        version = backend.run(this_node(), ["nsenter", "--version"]).strip()
-    except backend.CommandFailed as e:
-        return _tool_failed("nsenter", "nsenter", node, e, "util-linux")
-    return Check("nsenter", Status.PASS, f"nsenter ({_copy('nsenter', node)}): {version}")
+    same copy of ip after it)."""
+    return _check_version("nsenter", "util-linux", node)
 
 
 def check_sh(node: Node) -> Check:

@@ -24,6 +24,16 @@ def pod(node):
     return node.netns_path(node.add_pod())
 
 
+@pytest.fixture(params=["in-process", "daemon"])
+def transport(request, node):
+    """The test runs twice: in process, then through `amd-host-device daemon` (thick mode)."""
+    if request.param == "daemon":
+        node.start_daemon()
+    yield request.param
+    if request.param == "daemon":
+        assert node.stop_daemon() == 0, node.daemon_log()[-2000:]
+
+
 def _links(addr_show):
     """What configuration says about each link (not carrier or DAD progress)."""
     return sorted((x["ifname"], x["address"], x["mtu"], "UP" in x["flags"],

@@ -6,23 +6,14 @@ simulated node runs in its netns the way the DaemonSet runs it on a node.
 
 import pytest
 
+from tests.support.checks import ok
 from tests.support.simnode import sh
 
 VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
 
-@pytest.fixture(params=["in-process", "daemon"], autouse=True)
-def transport(request, node):
-    if request.param == "daemon":
-        node.start_daemon()
-    yield request.param
-    if request.param == "daemon":
-        assert node.stop_daemon() == 0, node.daemon_log()[-2000:]
-
-
-def ok(call):
-    assert call.rc == 0, f"rc={call.rc} stdout={call.stdout} stderr={call.stderr}"
-    return call.json
+# Every test twice: in process, and through the daemon (conftest.py).
+pytestmark = pytest.mark.usefixtures("transport")
 
 
 @pytest.mark.parametrize("version", VERSIONS)

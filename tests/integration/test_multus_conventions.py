@@ -8,21 +8,11 @@ import os
 
 import pytest
 
+from tests.support.checks import ok
 from tests.support.simnode import sh
 
-
-@pytest.fixture(params=["in-process", "daemon"], autouse=True)
-def transport(request, node):
-    if request.param == "daemon":
-        node.start_daemon()
-    yield request.param
-    if request.param == "daemon":
-        assert node.stop_daemon() == 0, node.daemon_log()[-2000:]
-
-
-def ok(call):
-    assert call.rc == 0, f"rc={call.rc} stdout={call.stdout} stderr={call.stderr}"
-    return call.json
+# Every test twice: in process, and through the daemon (conftest.py).
+pytestmark = pytest.mark.usefixtures("transport")
 
 
 def _name(pod):

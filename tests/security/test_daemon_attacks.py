@@ -16,7 +16,12 @@ from tests.support.checks import (
     ok,
     restored,
 )
-from tests.support.processes import end_processes, gone_within, process_stat, steady_only_child
+from tests.support.processes import (
+    children,
+    end_processes,
+    gone_within,
+    steady_only_child,
+)
 
 
 def test_slow_peers_cannot_wedge_the_daemon(node):
@@ -65,14 +70,6 @@ def test_slow_peers_cannot_wedge_the_daemon(node):
     assert node.stop_daemon(timeout=60) == 0
 
 
-def _kids(pid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := process_stat(int(entry))) is not None and st[1] == pid:
-            out.append(int(entry))
-    return out
-
-
 def _one_child(pid, limit=20.0):
     return steady_only_child(pid, limit=limit)
 
@@ -113,7 +110,7 @@ def test_held_a_non_root_burst_neither_takes_the_spare_nor_wedges_the_daemon(nod
         assert "PONG" not in out
     # Bounded settle: on a loaded machine the parent may still be closing refused connections.
     deadline = time.monotonic() + 10
-    while (kids := _kids(pid)) != [spare] and time.monotonic() < deadline:
+    while (kids := children(pid)) != [spare] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert kids == [spare], f"a non-root peer consumed or replaced the spare: {kids} != {[spare]}"
     nic = node.nics[0]
