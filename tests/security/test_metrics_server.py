@@ -16,23 +16,30 @@ import pytest
 from plugin import metrics
 from tests.support.checks import wait_for_int
 
-# Opens N idle connections to host:port and holds them; writes how many connected to argv[4],
-# then sleeps until killed.
-_HOLD = """
+# Opens N connections to host:port, sending FIRST (argv[5]; "" for none) on each; writes how
+# many connected to argv[4]. The scripts below go on from there.
+_CONNECT = """
 import socket, sys, time, os
 host, port, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+first = sys.argv[5].encode() if len(sys.argv) > 5 else b""
 held = []
 for _ in range(n):
     s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     s.settimeout(5)
     try:
         s.connect((host, port))
+        if first:
+            s.sendall(first)
         held.append(s)
     except OSError:
         pass
 with open(out + ".tmp", "w") as f:
     f.write(str(len(held)))
 os.rename(out + ".tmp", out)
+"""
+
+# Holds N idle connections until killed.
+_HOLD = _CONNECT + """
 time.sleep(3600)
 """
 
@@ -169,25 +176,9 @@ def test_metrics_address_must_be_an_ip(node, bad):
         policy.parse({"metricsAddress": bad}, "test")
 
 
-# Opens N connections to host:port and sends one byte on each every 2 s (never idle for
-# metrics.IDLE_SECONDS); writes how many connected to argv[4]; stops when the server has closed
-# them all, or after 90 s.
-_TRICKLE = """
-import socket, sys, time, os
-host, port, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-held = []
-for _ in range(n):
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    s.settimeout(5)
-    try:
-        s.connect((host, port))
-        s.sendall(b"G")
-        held.append(s)
-    except OSError:
-        pass
-with open(out + ".tmp", "w") as f:
-    f.write(str(len(held)))
-os.rename(out + ".tmp", out)
+# Then sends one byte on each every 2 s (never idle for metrics.IDLE_SECONDS); stops when the
+# server has closed them all, or after 90 s.
+_TRICKLE = _CONNECT + """
 deadline = time.monotonic() + 90
 while held and time.monotonic() < deadline:
     time.sleep(2)
@@ -227,7 +218,7 @@ def test_trickling_connections_cannot_hold_the_metrics_port(node):
     out = f"{node.tmp}/trickling"
     trickler = subprocess.Popen(["ip", "netns", "exec", node.node, sys.executable, "-I", "-c",
                                  _TRICKLE, "127.0.0.1", str(port),
-                                 str(metrics.MAX_CONNECTIONS), out],
+                                 str(metrics.MAX_CONNECTIONS), out, "G"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for_int(out) == metrics.MAX_CONNECTIONS
